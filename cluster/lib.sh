@@ -1,0 +1,108 @@
+# cluster/lib.sh: pins, paths and helpers shared by the control-plane scripts.
+#
+# Sourced (not run) by cluster/build.sh, cluster/up.sh, cluster/down.sh and
+# cluster/apiserver.sh. It defines:
+#   - the pinned versions of every component (change them here only);
+#   - CACHE_DIR: per-user cache of built binaries, outside the checkout, so a
+#     fresh clone on the same machine reuses them:
+#       ${XDG_CACHE_HOME:-$HOME/.cache}/tutor-contrib-eks/<component>-<version>/
+#   - STATE_DIR: the checkout's .cluster/ (kubeconfig, certs, etcd data, logs,
+#     pid files, bin/ symlinks, crds symlink);
+#   - the loopback addresses and ports; everything binds to 127.0.0.1 only.
+
+# ---- pins ------------------------------------------------------------------
+KUBE_VERSION="v1.35.4"          # k8s.io/kubernetes; staging modules at v0.35.4
+ETCD_VERSION="v3.6.16"          # go.etcd.io/etcd/server/v3 (3.6.x pairs with 1.34+)
+KWOK_VERSION="v0.8.0"           # sigs.k8s.io/kwok
+CERT_MANAGER_VERSION="v1.21.2"  # github.com/cert-manager/cert-manager (deploy/crds)
+
+# ---- paths -----------------------------------------------------------------
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CLUSTER_DIR="$REPO_ROOT/cluster"
+STATE_DIR="$REPO_ROOT/.cluster"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
+PKI_DIR="$STATE_DIR/pki"
+BIN_DIR="$STATE_DIR/bin"
+KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/tutor-contrib-eks"
+
+KUBE_BIN_DIR="$CACHE_DIR/kubernetes-$KUBE_VERSION"
+ETCD_BIN_DIR="$CACHE_DIR/etcd-$ETCD_VERSION"
+KWOK_BIN_DIR="$CACHE_DIR/kwok-$KWOK_VERSION"
+CERT_MANAGER_DIR="$CACHE_DIR/cert-manager-$CERT_MANAGER_VERSION"
+
+# ---- loopback endpoints (non-default ports) --------------------------------
+HOST="127.0.0.1"
+ETCD_CLIENT_PORT=23790
+ETCD_PEER_PORT=23800
+APISERVER_PORT=16443
+CONTROLLER_MANAGER_PORT=16257
+SCHEDULER_PORT=16259
+KWOK_PORT=16260                 # kwok's own metrics/health server
+SERVER_URL="https://$HOST:$APISERVER_PORT"
+SERVICE_CIDR="10.96.0.0/16"     # virtual addresses only; nothing is routed there
+CLUSTER_CIDR="10.244.0.0/16"
+NODE_NAME="kwok-node-0"
+
+# ---- helpers ---------------------------------------------------------------
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# pid_alive NAME: true if .cluster/run/NAME.pid names a live process.
+pid_alive() {
+  local f="$RUN_DIR/$1.pid" pid
+  [[ -s "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# stop_component NAME: SIGTERM the process in NAME.pid, then SIGKILL after 10 s.
+stop_component() {
+  local name="$1" f="$RUN_DIR/$1.pid" pid i
+  if pid_alive "$name"; then
+    pid="$(cat "$f")"
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+  fi
+  rm -f "$f"
+}
+
+# start_component NAME BINARY ARGS...: start detached, log to .cluster/logs/NAME.log.
+start_component() {
+  local name="$1"; shift
+  mkdir -p "$LOG_DIR" "$RUN_DIR"
+  # setsid: own session, so the caller's Ctrl-C or job control does not kill it.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+# https_ok URL [CERT KEY]: true if URL answers 200 (TLS verified against our CA).
+https_ok() {
+  local url="$1"
+  if [[ $# -ge 3 ]]; then
+    curl -sf --max-time 2 --cacert "$PKI_DIR/ca.crt" --cert "$2" --key "$3" "$url" >/dev/null 2>&1
+  else
+    curl -sf --max-time 2 --cacert "$PKI_DIR/ca.crt" "$url" >/dev/null 2>&1
+  fi
+}
+
+# wait_until SECONDS WHAT CMD...: poll CMD every 0.2 s; die naming WHAT on timeout.
+wait_until() {
+  local timeout="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if (( SECONDS >= deadline )); then
+      die "$what not ready after ${timeout}s (see $LOG_DIR/)"
+    fi
+    sleep 0.2
+  done
+}

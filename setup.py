@@ -1,0 +1,66 @@
+"""Package metadata and Tutor entry point for tutor-contrib-eks."""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.abspath(os.path.dirname(__file__))
+
+
+def load_readme() -> str:
+    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def load_about() -> dict[str, str]:
+    about: dict[str, str] = {}
+    with open(os.path.join(HERE, "tutoreks", "__about__.py"), encoding="utf-8") as f:
+        exec(f.read(), about)  # noqa: S102 - our own version file
+    return about
+
+
+ABOUT = load_about()
+
+setup(
+    name="tutor-contrib-eks",
+    version=ABOUT["__version__"],
+    url="https://github.com/tutor-contrib-eks/tutor-contrib-eks",
+    license="AGPLv3",
+    author="tutor-contrib-eks developers",
+    description=(
+        "Tutor plugin: deploy Open edX to Kubernetes (AWS EKS first) from CI, "
+        "with credentials from Kubernetes Secrets, per-environment config, "
+        "settings_merge and Ingress/TLS manifests"
+    ),
+    long_description=load_readme(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(exclude=["tests*"]),
+    include_package_data=True,
+    package_data={"tutoreks": ["patches/*", "templates/eks/**/*", "py.typed"]},
+    python_requires=">=3.10",
+    install_requires=["tutor>=22,<23"],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "mypy>=1.10",
+            "ruff>=0.5",
+            "types-PyYAML",
+            "kubernetes-validate>=1.30",
+            "jsonschema>=4",
+        ],
+    },
+    entry_points={"tutor.plugin.v1": ["eks = tutoreks.plugin"]},
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: GNU Affero General Public License v3",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)
