@@ -49,13 +49,22 @@ NODE_NAME="kwok-node-0"
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# pid_alive NAME: true if .cluster/run/NAME.pid names a live process.
+# pid_alive NAME: true if .cluster/run/NAME.pid names a live process of THIS
+# checkout's cluster (its command line mentions $STATE_DIR), so a recycled pid
+# or another clone's cluster is never mistaken for ours.
 pid_alive() {
   local f="$RUN_DIR/$1.pid" pid
   [[ -s "$f" ]] || return 1
   pid="$(cat "$f")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR"
 }
+
+# port_busy PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# port_owner PORT: "pid/command" of the listener on 127.0.0.1:PORT, if visible.
+port_owner() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n -E 's/.*users:\(\("([^"]+)",pid=([0-9]+).*/\2\/\1/p' | head -1; }
 
 # stop_component NAME: SIGTERM the process in NAME.pid, then SIGKILL after 10 s.
 stop_component() {
@@ -74,6 +83,31 @@ stop_component() {
     fi
   fi
   rm -f "$f"
+}
+
+# our_orphans NAME: pids of processes started for THIS checkout (cmdline names
+# $STATE_DIR) whose program is NAME, whatever the pid files say.
+our_orphans() {
+  local name="$1" d cmd
+  for d in /proc/[0-9]*; do
+    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
+    [[ -n "$cmd" ]] || continue
+    case "${cmd%% *}" in */"$name") ;; *) continue ;; esac
+    [[ "$cmd" == *"$STATE_DIR/"* ]] && echo "${d#/proc/}"
+  done
+  return 0
+}
+
+# kill_orphans NAME: stop NAME processes of this checkout that no pid file tracks.
+kill_orphans() {
+  local name="$1" pid
+  for pid in $(our_orphans "$name"); do
+    [[ "$pid" == "$$" ]] && continue
+    log "$name: stopping untracked process $pid of this checkout"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
 }
 
 # start_component NAME BINARY ARGS...: start detached, log to .cluster/logs/NAME.log.

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# cluster/apiserver.sh: stop or start the kube-apiserver alone (fault-injection tests).
+#
+#   bash cluster/apiserver.sh stop      SIGTERM the apiserver (others keep running)
+#   bash cluster/apiserver.sh start     start it again and wait for /readyz
+#   bash cluster/apiserver.sh status    exit 0 if it is running and ready
+#
+# Needs a cluster created by cluster/up.sh (certificates, etcd); start fails
+# with a clear message otherwise. etcd, the controller-manager, the scheduler
+# and kwok are left alone: their clients reconnect once the apiserver is back.
+set -euo pipefail
+# shellcheck source=cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=cluster/components.sh
+source "$CLUSTER_DIR/components.sh"
+
+case "${1:-}" in
+  stop)
+    stop_component kube-apiserver
+    kill_orphans kube-apiserver
+    wait_until 15 "kube-apiserver shutdown (port $APISERVER_PORT still open)" eval '! port_busy $APISERVER_PORT'
+    log "kube-apiserver stopped"
+    ;;
+  start)
+    [[ -s "$PKI_DIR/ca.crt" && -x "$KUBE_BIN_DIR/kube-apiserver" ]] \
+      || die "kube-apiserver: no cluster here yet; run 'bash cluster/up.sh' first"
+    pid_alive etcd && etcd_healthy || die "kube-apiserver: etcd is not running; run 'bash cluster/up.sh'"
+    ensure kube-apiserver apiserver_ready 90 start_apiserver "$APISERVER_PORT"
+    log "kube-apiserver ready at $SERVER_URL"
+    ;;
+  status)
+    pid_alive kube-apiserver && apiserver_ready
+    ;;
+  *)
+    echo "usage: bash cluster/apiserver.sh stop|start|status" >&2
+    exit 2
+    ;;
+esac
