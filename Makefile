@@ -1,0 +1,53 @@
+# tutor-contrib-eks: run `make help` for the list of targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+# The local control plane's binaries (kubectl of the server's minor) come first.
+export PATH := $(CURDIR)/.cluster/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help install test test-unit test-cluster test-lint test-types format bench demo cluster-up cluster-down clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv with the plugin (editable) and its test tools
+
+test: test-lint test-types cluster-up ## Run everything: lint, types, unit, render and cluster tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Unit and render tests only (no control plane)
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+test-cluster: install cluster-up ## Tests against the local control plane only
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+test-lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test-types: install ## mypy --strict
+	$(VENV)/bin/mypy
+
+format: install ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+cluster-up: install ## Start the local control plane (builds and caches it the first time); writes .cluster/kubeconfig
+	bash cluster/up.sh
+
+cluster-down: ## Stop the local control plane
+	bash cluster/down.sh
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

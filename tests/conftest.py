@@ -1,0 +1,190 @@
+"""Shared fixtures: a deployment repository and a tutor root, driven by the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TUTOR = str(Path(sys.executable).parent / "tutor")
+CERT_MANAGER_MODULE = "github.com/cert-manager/cert-manager"
+CERT_MANAGER_VERSION = "v1.21.2"
+
+DEV_CONFIG = """\
+LMS_HOST: lms.dev.example.com
+CMS_HOST: studio.dev.example.com
+K8S_NAMESPACE: openedx-dev
+EKS_ACME_EMAIL: ops@example.com
+"""
+
+
+def clean_environ() -> dict[str, str]:
+    """os.environ without anything that would change what Tutor does."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TUTOR_") and k not in ("GITHUB_ACTIONS", "KUBECONFIG")
+    }
+
+
+class Project:
+    """A deployment repository (``environments/``) and a tutor root with ``eks`` enabled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.root = path / "tutor-root"
+        self.root.mkdir(parents=True)
+        (self.root / "config.yml").write_text("PLUGINS:\n- eks\n", encoding="utf-8")
+        self.environ = clean_environ()
+        self.environ["TUTOR_ROOT"] = str(self.root)
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def copy_examples(self) -> None:
+        shutil.copytree(REPO / "environments", self.path / "environments", dirs_exist_ok=True)
+
+    def tutor(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        environ = dict(self.environ)
+        environ.update(env or {})
+        result = subprocess.run(
+            [TUTOR, *args],
+            cwd=self.path,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"tutor {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def save(self, environment: str = "dev", *args: str, env: dict[str, str] | None = None) -> None:
+        self.tutor("config", "save", *args, env={"TUTOR_EKS_ENVIRONMENT": environment, **(env or {})})
+
+    def value(self, key: str, env: dict[str, str] | None = None) -> str:
+        return self.tutor("config", "printvalue", key, env=env).stdout.strip()
+
+    def config(self) -> dict[str, t.Any]:
+        loaded = yaml.safe_load((self.root / "config.yml").read_text(encoding="utf-8"))
+        assert isinstance(loaded, dict)
+        return loaded
+
+    def env_file(self, relative: str) -> str:
+        return (self.root / "env" / relative).read_text(encoding="utf-8")
+
+    def fingerprint(self) -> dict[str, str]:
+        """sha256 of config.yml and of every file under env/: equal means untouched."""
+        result = {}
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file():
+                result[str(path.relative_to(self.root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return result
+
+    def kustomize(self) -> list[dict[str, t.Any]]:
+        """``kubectl kustomize env/``: what ``tutor k8s start`` would apply."""
+        result = subprocess.run(
+            ["kubectl", "kustomize", str(self.root / "env")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    project = Project(tmp_path)
+    project.write("environments/dev/config.yml", DEV_CONFIG)
+    return project
+
+
+def find(objects: list[dict[str, t.Any]], kind: str, name: str | None = None) -> dict[str, t.Any]:
+    matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+# --- schemas ------------------------------------------------------------------
+
+
+def _strict(schema: t.Any) -> t.Any:
+    """Make an openAPIV3Schema refuse unknown fields, as the API server's strict
+    field validation (kubectl's default) does."""
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@pytest.fixture(scope="session")
+def crd_schemas() -> dict[tuple[str, str], dict[str, t.Any]]:
+    """cert-manager's CRDs from its Go module: (apiVersion, kind) -> openAPIV3Schema."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"{CERT_MANAGER_MODULE}@{CERT_MANAGER_VERSION}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        cwd="/",
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
+    crds_dir = Path(json.loads(result.stdout)["Dir"]) / "deploy" / "crds"
+    schemas = {}
+    for path in sorted(crds_dir.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group = crd["spec"]["group"]
+            kind = crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = _strict(version["schema"]["openAPIV3Schema"])
+                schemas[(f"{group}/{version['name']}", kind)] = schema
+    assert ("cert-manager.io/v1", "ClusterIssuer") in schemas
+    return schemas
+
+
+KUBERNETES_VERSION = "1.35.0"
+
+
+def validate(obj: dict[str, t.Any], crd_schemas: dict[tuple[str, str], dict[str, t.Any]]) -> None:
+    """Validate against Kubernetes' own schemas, or the CRD's openAPIV3Schema."""
+    import jsonschema
+    import kubernetes_validate
+
+    key = (obj["apiVersion"], obj["kind"])
+    if key in crd_schemas:
+        jsonschema.validate(obj, crd_schemas[key])
+    else:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)

@@ -1,0 +1,55 @@
+"""Default values of the plugin's ``EKS_*`` configuration keys."""
+
+from __future__ import annotations
+
+import typing as t
+
+#: Let's Encrypt's production ACME directory.
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+#: Let's Encrypt's staging ACME directory (untrusted certificates, generous limits).
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+#: Annotations for Caddy's LoadBalancer Service when ``EKS_EDGE`` is ``caddy``.
+#: AWS's in-tree controller then creates a Classic Load Balancer that passes TCP
+#: through to Caddy, which terminates TLS itself.
+CLB_ANNOTATIONS: dict[str, str] = {
+    "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "tcp",
+    "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
+    "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout": "300",
+}
+
+EDGES = ("ingress", "caddy")
+ISSUER_KINDS = ("ClusterIssuer", "Issuer")
+
+#: Every key the plugin adds to Tutor's configuration, with its default.
+CONFIG_DEFAULTS: dict[str, t.Any] = {
+    "ENVIRONMENT": "",
+    "ENVIRONMENTS_ROOT": "environments",
+    "SECRETS": [
+        "mysql-root",
+        "mysql-openedx",
+        "redis?",
+        "mongodb?",
+        "smtp?",
+        "s3-openedx-storage?",
+    ],
+    "SECRET_KEYS": {},
+    "EDGE": "ingress",
+    "INGRESS_CLASS": "nginx",
+    "ISSUER_KIND": "ClusterIssuer",
+    # Unique to the environment: environments sharing a cluster must not
+    # delete each other's issuer on `tutor k8s delete`.
+    "CLUSTER_ISSUER": "{{ K8S_NAMESPACE }}-acme",
+    "ACME_EMAIL": "",
+    "ACME_SERVER": LETSENCRYPT_PRODUCTION,
+    "LOAD_BALANCER_ANNOTATIONS": CLB_ANNOTATIONS,
+    # Name of the Secret (and Certificate) holding the TLS key pair of the Ingress.
+    "TLS_SECRET": "openedx-tls",
+    # Host names served by the Ingress beside those Tutor and its plugins define.
+    "EXTRA_HOSTS": [],
+}
+
+
+def prefixed_defaults() -> list[tuple[str, t.Any]]:
+    """The defaults as Tutor's CONFIG_DEFAULTS items, with the ``EKS_`` prefix."""
+    return [(f"EKS_{key}", value) for key, value in CONFIG_DEFAULTS.items()]

@@ -1,0 +1,20 @@
+"""The one user-facing error type of the plugin."""
+
+from __future__ import annotations
+
+from tutor.exceptions import TutorError
+
+
+class EksError(TutorError):
+    """An error the user can fix: the message names the file, key, Secret or resource.
+
+    Tutor prints ``Error: <message>`` and exits with status 1. A message never
+    contains a Secret value.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
