@@ -49,6 +49,7 @@ setup(
             "ruff>=0.5",
             "types-PyYAML",
             "kubernetes-validate>=1.30",
+            "tutor-mfe>=22,<23",
             "jsonschema>=4",
         ],
     },

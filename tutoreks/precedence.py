@@ -337,4 +337,4 @@ def restore(snapshot: _Snapshot) -> None:
         shutil.rmtree(env_dir)
     if snapshot.backup:
         os.replace(os.path.join(snapshot.backup, "env"), env_dir)
-    fmt.echo_alert(f"The save failed: {path} and {env_dir} were left as they were.")
+    fmt.echo_alert(f"The save failed: {path} and {env_dir} are back to what they were before this command.")
