@@ -48,6 +48,7 @@ setup(
             "mypy>=1.10",
             "ruff>=0.5",
             "types-PyYAML",
+            "types-setuptools",
             "kubernetes-validate>=1.30",
             "tutor-mfe>=22,<23",
             "jsonschema>=4",

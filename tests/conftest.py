@@ -54,7 +54,9 @@ class Project:
         return path
 
     def copy_examples(self) -> None:
-        shutil.copytree(REPO / "environments", self.path / "environments", dirs_exist_ok=True)
+        shutil.copytree(
+            REPO / "environments", self.path / "environments", dirs_exist_ok=True
+        )
 
     def tutor(
         self,
@@ -79,8 +81,15 @@ class Project:
             )
         return result
 
-    def save(self, environment: str = "dev", *args: str, env: dict[str, str] | None = None) -> None:
-        self.tutor("config", "save", *args, env={"TUTOR_EKS_ENVIRONMENT": environment, **(env or {})})
+    def save(
+        self, environment: str = "dev", *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.tutor(
+            "config",
+            "save",
+            *args,
+            env={"TUTOR_EKS_ENVIRONMENT": environment, **(env or {})},
+        )
 
     def value(self, key: str, env: dict[str, str] | None = None) -> str:
         return self.tutor("config", "printvalue", key, env=env).stdout.strip()
@@ -98,7 +107,9 @@ class Project:
         result = {}
         for path in sorted(self.root.rglob("*")):
             if path.is_file():
-                result[str(path.relative_to(self.root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+                result[str(path.relative_to(self.root))] = hashlib.sha256(
+                    path.read_bytes()
+                ).hexdigest()
         return result
 
     def kustomize(self) -> list[dict[str, t.Any]]:
@@ -121,8 +132,14 @@ def project(tmp_path: Path) -> Project:
     return project
 
 
-def find(objects: list[dict[str, t.Any]], kind: str, name: str | None = None) -> dict[str, t.Any]:
-    matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+def find(
+    objects: list[dict[str, t.Any]], kind: str, name: str | None = None
+) -> dict[str, t.Any]:
+    matches = [
+        o
+        for o in objects
+        if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
     assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
     return matches[0]
 
@@ -152,7 +169,13 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, t.Any]]:
     """cert-manager's CRDs from its Go module: (apiVersion, kind) -> openAPIV3Schema."""
     go = shutil.which("go") or "/usr/local/go/bin/go"
     result = subprocess.run(
-        [go, "mod", "download", "-json", f"{CERT_MANAGER_MODULE}@{CERT_MANAGER_VERSION}"],
+        [
+            go,
+            "mod",
+            "download",
+            "-json",
+            f"{CERT_MANAGER_MODULE}@{CERT_MANAGER_VERSION}",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -178,7 +201,9 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, t.Any]]:
 KUBERNETES_VERSION = "1.35.0"
 
 
-def validate(obj: dict[str, t.Any], crd_schemas: dict[tuple[str, str], dict[str, t.Any]]) -> None:
+def validate(
+    obj: dict[str, t.Any], crd_schemas: dict[tuple[str, str], dict[str, t.Any]]
+) -> None:
     """Validate against Kubernetes' own schemas, or the CRD's openAPIV3Schema."""
     import jsonschema
     import kubernetes_validate

@@ -95,19 +95,34 @@ def test_merge_rules_with_features_dict() -> None:
             "ALLOWED_HOSTS": ["lms", "a.example.com"],
         },
     )
-    assert ns["FEATURES"] == {"ENABLE_OLD": True, "ENABLE_NEW": True, "NESTED": {"a": 1, "b": 2}}
-    assert ns["CACHES"] == {"default": {"BACKEND": "redis", "TIMEOUT": 10}, "general": {}}
-    assert ns["ALLOWED_HOSTS"] == ["only.example.com"], "lists replace, they do not append"
+    assert ns["FEATURES"] == {
+        "ENABLE_OLD": True,
+        "ENABLE_NEW": True,
+        "NESTED": {"a": 1, "b": 2},
+    }
+    assert ns["CACHES"] == {
+        "default": {"BACKEND": "redis", "TIMEOUT": 10},
+        "general": {},
+    }
+    assert ns["ALLOWED_HOSTS"] == ["only.example.com"], (
+        "lists replace, they do not append"
+    )
     assert ns["NEW_SETTING"] is None
-    assert "_tutoreks_settings_merge" not in ns, "the helper must not leak into the settings"
+    assert "_tutoreks_settings_merge" not in ns, (
+        "the helper must not leak into the settings"
+    )
 
 
 def test_merge_into_features_proxy_writes_module_globals() -> None:
-    code = eks_settings.merge_code("dev", [("settings_merge.json", {"FEATURES": {"ENABLE_X": True}})])
+    code = eks_settings.merge_code(
+        "dev", [("settings_merge.json", {"FEATURES": {"ENABLE_X": True}})]
+    )
     ns: dict[str, t.Any] = {"ENABLE_X": False, "ENABLE_Y": True}
     ns["FEATURES"] = FeaturesProxy(ns)
     run_settings(code, ns)
-    assert isinstance(ns["FEATURES"], FeaturesProxy), "the proxy must be kept, not replaced by a dict"
+    assert isinstance(ns["FEATURES"], FeaturesProxy), (
+        "the proxy must be kept, not replaced by a dict"
+    )
     assert ns["ENABLE_X"] is True
     assert ns["FEATURES"]["ENABLE_Y"] is True
 
@@ -115,7 +130,10 @@ def test_merge_into_features_proxy_writes_module_globals() -> None:
 def test_service_file_wins_over_common_file() -> None:
     code = eks_settings.merge_code(
         "dev",
-        [("settings_merge.json", {"A": 1, "B": {"x": 1}}), ("settings_merge.lms.json", {"A": 2, "B": {"y": 2}})],
+        [
+            ("settings_merge.json", {"A": 1, "B": {"x": 1}}),
+            ("settings_merge.lms.json", {"A": 2, "B": {"y": 2}}),
+        ],
     )
     ns = run_settings(code, {})
     assert ns["A"] == 2
@@ -135,8 +153,15 @@ def test_nasty_strings_arrive_exactly(value: str) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 setting_names = st.from_regex(r"\A[A-Z][A-Z0-9_]{0,12}\Z")
@@ -148,9 +173,9 @@ def test_arbitrary_json_arrives_exactly_and_never_runs(data: dict[str, t.Any]) -
     code = eks_settings.merge_code("dev", [("settings_merge.json", data)])
     for delimiter in ("{{", "{%", "{#"):
         assert delimiter not in code
-    assert code_shape(code) == code_shape(eks_settings.merge_code("dev", [("settings_merge.json", {})])), (
-        "the data changed the shape of the code: it must only ever be a string constant"
-    )
+    assert code_shape(code) == code_shape(
+        eks_settings.merge_code("dev", [("settings_merge.json", {})])
+    ), "the data changed the shape of the code: it must only ever be a string constant"
     ns = run_settings(code, {})
     for key, value in data.items():
         assert json.dumps(ns[key], sort_keys=True) == json.dumps(value, sort_keys=True)
@@ -159,13 +184,21 @@ def test_arbitrary_json_arrives_exactly_and_never_runs(data: dict[str, t.Any]) -
 def test_rendered_by_tutor_into_lms_and_cms(project: Project) -> None:
     common = {"FEATURES": {"ENABLE_X": True}, "S": NASTY, "PLATFORM_NAME": "Common"}
     project.write("environments/dev/settings_merge.json", json.dumps(common))
-    project.write("environments/dev/settings_merge.lms.json", json.dumps({"PLATFORM_NAME": "LMS only"}))
-    project.write("environments/dev/settings_merge.cms.json", json.dumps({"CMS_ONLY": {"a": "{{ LMS_HOST }}"}}))
+    project.write(
+        "environments/dev/settings_merge.lms.json",
+        json.dumps({"PLATFORM_NAME": "LMS only"}),
+    )
+    project.write(
+        "environments/dev/settings_merge.cms.json",
+        json.dumps({"CMS_ONLY": {"a": "{{ LMS_HOST }}"}}),
+    )
     project.save()
     for service, platform_name in (("lms", "LMS only"), ("cms", "Common")):
         text = project.env_file(f"apps/openedx/settings/{service}/production.py")
         tail = settings_tail(text)
-        assert text.rstrip().endswith(tail.rstrip()), "the merge must come last in production.py"
+        assert text.rstrip().endswith(tail.rstrip()), (
+            "the merge must come last in production.py"
+        )
         for features in ({"ENABLE_OLD": 1}, None):
             ns: dict[str, t.Any] = {"PLATFORM_NAME": "before"}
             ns["FEATURES"] = features if features is not None else FeaturesProxy(ns)
@@ -174,7 +207,9 @@ def test_rendered_by_tutor_into_lms_and_cms(project: Project) -> None:
             assert ns["PLATFORM_NAME"] == platform_name
             assert ns["FEATURES"]["ENABLE_X"] is True
             if service == "cms":
-                assert ns["CMS_ONLY"] == {"a": "{{ LMS_HOST }}"}, "JSON must never be rendered by Jinja"
+                assert ns["CMS_ONLY"] == {"a": "{{ LMS_HOST }}"}, (
+                    "JSON must never be rendered by Jinja"
+                )
             else:
                 assert "CMS_ONLY" not in ns
 

@@ -9,7 +9,9 @@ from . import environments, precedence
 from .exceptions import EksError
 
 
-@click.group(name="eks", help="Deploy Open edX environments to Kubernetes (AWS EKS first)")
+@click.group(
+    name="eks", help="Deploy Open edX environments to Kubernetes (AWS EKS first)"
+)
 def eks() -> None:
     pass
 
@@ -22,7 +24,9 @@ def envs(context: object) -> None:
     selected, envs_root = precedence.selected_environment(root_config)
     names = environments.list_names(envs_root)
     if not names:
-        raise EksError(environments.unknown_environment_message(envs_root, selected or "<none>"))
+        raise EksError(
+            environments.unknown_environment_message(envs_root, selected or "<none>")
+        )
     broken = 0
     for name in names:
         marker = "*" if name == selected else " "
@@ -34,7 +38,9 @@ def envs(context: object) -> None:
         else:
             fmt.echo(f"{marker} {name}: ok")
     if not selected:
-        fmt.echo("No environment selected: set TUTOR_EKS_ENVIRONMENT=<name> or run "
-                 "`tutor config save --set EKS_ENVIRONMENT=<name>`.")
+        fmt.echo(
+            "No environment selected: set TUTOR_EKS_ENVIRONMENT=<name> or run "
+            "`tutor config save --set EKS_ENVIRONMENT=<name>`."
+        )
     if broken:
         raise EksError(f"{broken} of {len(names)} environments are broken.")

@@ -61,7 +61,11 @@ class Environment:
 
     def settings_for(self, service: str) -> list[tuple[str, dict[str, t.Any]]]:
         """The settings_merge documents for "lms" or "cms", in merge order."""
-        return [self.settings[scope] for scope in ("common", service) if scope in self.settings]
+        return [
+            self.settings[scope]
+            for scope in ("common", service)
+            if scope in self.settings
+        ]
 
 
 def resolve_root(setting: str, cwd: str | None = None) -> Path:
@@ -141,11 +145,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that refuses duplicate mapping keys (YAML would keep the last)."""
 
 
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[t.Any, t.Any]:
+def _construct_unique_mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode
+) -> dict[t.Any, t.Any]:
     loader.flatten_mapping(node)
     mapping: dict[t.Any, t.Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in mapping:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
@@ -153,7 +159,7 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
                 f"found duplicate key {key!r}",
                 key_node.start_mark,
             )
-        mapping[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+        mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
 
@@ -170,13 +176,15 @@ def yaml_error(display: str, error: yaml.YAMLError) -> EksError:
     context = getattr(error, "context", None)
     what = f"{context}: {problem}" if context else problem
     if mark is not None:
-        return EksError(f"{display}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {what}")
+        return EksError(
+            f"{display}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {what}"
+        )
     return EksError(f"{display}: invalid YAML: {what}")
 
 
 def parse_yaml_documents(text: str, display: str) -> list[t.Any]:
     try:
-        return list(yaml.load_all(text, Loader=_UniqueKeyLoader))  # noqa: S506 - SafeLoader subclass
+        return list(yaml.load_all(text, Loader=_UniqueKeyLoader))
     except yaml.YAMLError as e:
         raise yaml_error(display, e) from e
 
@@ -185,7 +193,9 @@ def load_config(path: Path, display: str) -> dict[str, t.Any]:
     text = read_text(path, display)
     documents = parse_yaml_documents(text, display)
     if len(documents) > 1:
-        raise EksError(f"{display}: holds {len(documents)} YAML documents; a config.yml holds one mapping.")
+        raise EksError(
+            f"{display}: holds {len(documents)} YAML documents; a config.yml holds one mapping."
+        )
     config = documents[0] if documents else None
     if config is None:
         return {}
@@ -198,7 +208,9 @@ def load_config(path: Path, display: str) -> dict[str, t.Any]:
         if not isinstance(key, str):
             raise EksError(f"{display}: key {key!r} is not a string.")
         if key in FORBIDDEN_KEYS:
-            raise EksError(f"{display}: {key} cannot be set here: {FORBIDDEN_KEYS[key]}.")
+            raise EksError(
+                f"{display}: {key} cannot be set here: {FORBIDDEN_KEYS[key]}."
+            )
     return config
 
 
@@ -219,7 +231,9 @@ def load_settings(path: Path, display: str) -> dict[str, t.Any]:
     """Parse a settings_merge JSON file: an object of upper-case Django settings."""
     text = read_text(path, display)
     try:
-        data = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+        data = json.loads(
+            text, object_pairs_hook=_unique_object, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as e:
         raise EksError(f"{display}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
     except ValueError as e:
@@ -245,7 +259,11 @@ def load_manifests(directory: Path, display: str) -> dict[str, Manifest]:
     parser = jinja2.Environment()  # noqa: S701 - renders YAML, never HTML
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         stem, suffix = os.path.splitext(entry.name)
-        if not entry.is_file() or suffix not in MANIFEST_SUFFIXES or entry.name.startswith("."):
+        if (
+            not entry.is_file()
+            or suffix not in MANIFEST_SUFFIXES
+            or entry.name.startswith(".")
+        ):
             continue
         file_display = f"{display}/{entry.name}"
         if stem in manifests:
@@ -257,8 +275,12 @@ def load_manifests(directory: Path, display: str) -> dict[str, Manifest]:
         try:
             parser.parse(source)
         except jinja2.TemplateSyntaxError as e:
-            raise EksError(f"{file_display}:{e.lineno}: Jinja syntax error: {e.message}") from e
-        manifests[stem] = Manifest(name=stem, path=Path(entry.path), display=file_display, source=source)
+            raise EksError(
+                f"{file_display}:{e.lineno}: Jinja syntax error: {e.message}"
+            ) from e
+        manifests[stem] = Manifest(
+            name=stem, path=Path(entry.path), display=file_display, source=source
+        )
     return manifests
 
 

@@ -42,7 +42,11 @@ def public_hosts(config: t.Mapping[str, t.Any]) -> list[str]:
         hosts.append(config["MFE_HOST"])
     if config.get("RUN_MEILISEARCH"):
         url = str(config.get("MEILISEARCH_PUBLIC_URL") or "")
-        hosts.append(url.split("://", 1)[-1].split("/", 1)[0] if url else config["MEILISEARCH_HOST"])
+        hosts.append(
+            url.split("://", 1)[-1].split("/", 1)[0]
+            if url
+            else config["MEILISEARCH_HOST"]
+        )
     hosts.extend(config.get("EKS_EXTRA_HOSTS") or [])
     unique: list[str] = []
     for host in hosts:
@@ -71,13 +75,22 @@ def eks_manifests(context: jinja2.runtime.Context) -> str:
             continue
         template_name = DEFAULT_TEMPLATE.format(name=name)
         template = context.environment.get_template(template_name)
-        rendered.append((f"tutoreks/templates/{template_name}", render(template, variables, template_name)))
+        rendered.append(
+            (
+                f"tutoreks/templates/{template_name}",
+                render(template, variables, template_name),
+            )
+        )
     for manifest in environment.manifests.values():
         try:
             template = context.environment.from_string(manifest.source)
         except jinja2.TemplateSyntaxError as e:
-            raise EksError(f"{manifest.display}:{e.lineno}: Jinja syntax error: {e.message}") from e
-        rendered.append((manifest.display, render(template, variables, manifest.display)))
+            raise EksError(
+                f"{manifest.display}:{e.lineno}: Jinja syntax error: {e.message}"
+            ) from e
+        rendered.append(
+            (manifest.display, render(template, variables, manifest.display))
+        )
     parts = []
     for display, text in rendered:
         check(text, display)
@@ -99,7 +112,10 @@ def template_line(error: BaseException) -> int | None:
     line = None
     tb = error.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>" or tb.tb_frame.f_code.co_filename.endswith(".yml"):
+        if (
+            tb.tb_frame.f_code.co_filename == "<template>"
+            or tb.tb_frame.f_code.co_filename.endswith(".yml")
+        ):
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
@@ -107,12 +123,16 @@ def template_line(error: BaseException) -> int | None:
 
 def check(text: str, display: str) -> None:
     """Each rendered document is a Kubernetes object: apiVersion, kind, metadata.name."""
-    for index, document in enumerate(parse_yaml_documents(text, f"{display} (rendered)"), start=1):
+    for index, document in enumerate(
+        parse_yaml_documents(text, f"{display} (rendered)"), start=1
+    ):
         if document is None:
             continue
         where = f"{display} (rendered), document {index}"
         if not isinstance(document, dict):
-            raise EksError(f"{where}: is a {type(document).__name__}, not a Kubernetes object.")
+            raise EksError(
+                f"{where}: is a {type(document).__name__}, not a Kubernetes object."
+            )
         for key in ("apiVersion", "kind"):
             if not isinstance(document.get(key), str) or not document[key]:
                 raise EksError(f"{where}: has no {key}.")

@@ -80,7 +80,7 @@ def tutor_root() -> str:
         ctx = ctx.parent
     if os.environ.get("TUTOR_ROOT"):
         return os.path.abspath(os.environ["TUTOR_ROOT"])
-    import appdirs  # noqa: PLC0415 - Tutor's own dependency, only on this fallback
+    import appdirs
 
     return str(appdirs.user_data_dir(appname="tutor"))
 
@@ -150,7 +150,9 @@ def resolve(root: str) -> Resolution | None:
         name,
         str(envs_root),
         repr(sorted(root_config.items())),
-        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))),
+        tuple(
+            sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
+        ),
     )
     cached = STATE.cache.get(cache_key)
     if cached is not None:
@@ -212,7 +214,9 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
         if found:
             values[key] = value
             sources[key] = ENV_PREFIX + key
-    return Resolution(environment=environment, values=values, sources=sources, conflicts=conflicts)
+    return Resolution(
+        environment=environment, values=values, sources=sources, conflicts=conflicts
+    )
 
 
 # --- the save guard -------------------------------------------------------
@@ -267,9 +271,11 @@ def strip_injected(root: str, config: dict[str, t.Any]) -> None:
     """Put back the root's own value of every key the plugin injected."""
     if not STATE.injected:
         return
-    previous = tutor_config.get_yaml_file(tutor_config.config_path(root)) if os.path.exists(
-        tutor_config.config_path(root)
-    ) else {}
+    previous = (
+        tutor_config.get_yaml_file(tutor_config.config_path(root))
+        if os.path.exists(tutor_config.config_path(root))
+        else {}
+    )
     explicit = user_set_keys()
     resolution = STATE.current
     for key in STATE.injected:
@@ -337,4 +343,6 @@ def restore(snapshot: _Snapshot) -> None:
         shutil.rmtree(env_dir)
     if snapshot.backup:
         os.replace(os.path.join(snapshot.backup, "env"), env_dir)
-    fmt.echo_alert(f"The save failed: {path} and {env_dir} are back to what they were before this command.")
+    fmt.echo_alert(
+        f"The save failed: {path} and {env_dir} are back to what they were before this command."
+    )

@@ -28,7 +28,7 @@ from .environments import Environment
 #: Characters written as JSON \\u escapes inside strings.
 _ESCAPED = {ch: f"\\u{ord(ch):04x}" for ch in "{}%#'"}
 
-MERGE_FUNCTION = '''\
+MERGE_FUNCTION = """\
 def _tutoreks_settings_merge(target, source):
     from collections.abc import Mapping, MutableMapping
 
@@ -42,7 +42,7 @@ def _tutoreks_settings_merge(target, source):
             target[key] = merged
         else:
             target[key] = value
-'''
+"""
 
 
 def encode_string(value: str) -> str:
@@ -60,7 +60,10 @@ def encode(value: t.Any, indent: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        items = [f"{pad}{encode_string(str(k))}: {encode(v, indent + 1)}" for k, v in value.items()]
+        items = [
+            f"{pad}{encode_string(str(k))}: {encode(v, indent + 1)}"
+            for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + f"\n{end}}}"
     if isinstance(value, list):
         if not value:
@@ -74,7 +77,9 @@ def encode(value: t.Any, indent: int = 0) -> str:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def merge_code(environment_name: str, documents: list[tuple[str, dict[str, t.Any]]]) -> str:
+def merge_code(
+    environment_name: str, documents: list[tuple[str, dict[str, t.Any]]]
+) -> str:
     """The settings patch for one service: the merge function, then one call per file."""
     if not documents:
         return ""
