@@ -19,13 +19,33 @@ controller_manager_healthy() { https_ok "https://$HOST:$CONTROLLER_MANAGER_PORT/
 scheduler_healthy() { https_ok "https://$HOST:$SCHEDULER_PORT/healthz"; }
 kwok_healthy() { curl -sf --max-time 2 "http://$HOST:$KWOK_PORT/healthz" >/dev/null 2>&1; }
 
-# refuse_foreign_port NAME PORT: die if a process that is not ours holds PORT.
+# refuse_foreign_port NAME PORT: die if a process that is not ours holds PORT,
+# naming it (and, for another clone's control plane, that clone's .cluster/).
 refuse_foreign_port() {
-  local name="$1" port="$2" owner
-  if port_busy "$port"; then
-    owner="$(port_owner "$port")"
-    die "$name: 127.0.0.1:$port is already in use by ${owner:-another process} (not this checkout's cluster; another clone's cluster? run 'bash cluster/down.sh' there)"
+  local name="$1" port="$2" owner pid other=""
+  port_busy "$port" || return 0
+  owner="$(port_owner "$port")"
+  pid="${owner%%/*}"
+  if [[ "$pid" =~ ^[0-9]+$ ]]; then
+    other="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -o '/[^ =]*/\.cluster/' | head -1 || true)"
   fi
+  if [[ -n "$other" ]]; then
+    die "$name: 127.0.0.1:$port is taken by pid $pid, the control plane of another checkout ($other); stop it with 'bash ${other%/.cluster/}/cluster/down.sh'"
+  fi
+  die "$name: 127.0.0.1:$port is already in use by ${owner:-an unknown process}; free the port and rerun"
+}
+
+# preflight_ports: before starting anything, every port that one of our
+# processes is not holding must be free.
+preflight_ports() {
+  local spec name port
+  for spec in etcd:$ETCD_CLIENT_PORT etcd:$ETCD_PEER_PORT kube-apiserver:$APISERVER_PORT \
+              kube-controller-manager:$CONTROLLER_MANAGER_PORT kube-scheduler:$SCHEDULER_PORT kwok:$KWOK_PORT; do
+    name="${spec%%:*}"; port="${spec##*:}"
+    pid_alive "$name" && continue
+    kill_orphans "$name"
+    refuse_foreign_port "$name" "$port"
+  done
 }
 
 # ensure NAME PROBE TIMEOUT STARTFN PORT: keep a healthy NAME, else restart it.
@@ -108,6 +128,13 @@ start_apiserver() {
     --etcd-certfile="$PKI_DIR/apiserver-etcd-client.crt" --etcd-keyfile="$PKI_DIR/apiserver-etcd-client.key" \
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
     --client-ca-file="$PKI_DIR/ca.crt" \
+    --requestheader-client-ca-file="$PKI_DIR/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI_DIR/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI_DIR/front-proxy-client.key" \
     --authorization-mode=Node,RBAC \
     --enable-admission-plugins=NodeRestriction \
     --service-account-issuer="https://kubernetes.default.svc.cluster.local" \

@@ -3,7 +3,7 @@
 #
 # Stops kwok, kube-scheduler, kube-controller-manager, kube-apiserver and etcd
 # of THIS checkout (pid files in .cluster/run/, plus any untracked process whose
-# command line names this checkout's .cluster/), newest first. Only those
+# command line names this checkout's .cluster/), clients first, etcd last. Only those
 # processes are signalled, by pid.
 #
 # The state in .cluster/ (etcd data, certificates, kubeconfig) is kept, so the
@@ -29,13 +29,21 @@ if [[ ! -d "$STATE_DIR" ]]; then
   exit 0
 fi
 
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-  if pid_alive "$name"; then
-    log "stopping $name (pid $(cat "$RUN_DIR/$name.pid"))"
-  fi
-  stop_component "$name"
-  kill_orphans "$name"
-done
+stop_all() {
+  local name
+  for name in "$@"; do
+    if pid_alive "$name"; then
+      log "stopping $name (pid $(cat "$RUN_DIR/$name.pid"))"
+    fi
+    stop_component "$name" &
+  done
+  wait
+  for name in "$@"; do kill_orphans "$name"; done
+}
+# Clients of the apiserver first (together), then the apiserver, then etcd.
+stop_all kwok kube-scheduler kube-controller-manager
+stop_all kube-apiserver
+stop_all etcd
 
 if (( PURGE )); then
   log "purging cluster state in $STATE_DIR (etcd data, pki, kubeconfig)"

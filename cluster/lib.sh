@@ -57,7 +57,7 @@ pid_alive() {
   [[ -s "$f" ]] || return 1
   pid="$(cat "$f")"
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR"
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$STATE_DIR"
 }
 
 # port_busy PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
@@ -90,7 +90,7 @@ stop_component() {
 our_orphans() {
   local name="$1" d cmd
   for d in /proc/[0-9]*; do
-    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
+    cmd="$( { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null)" || continue
     [[ -n "$cmd" ]] || continue
     case "${cmd%% *}" in */"$name") ;; *) continue ;; esac
     [[ "$cmd" == *"$STATE_DIR/"* ]] && echo "${d#/proc/}"

@@ -12,6 +12,8 @@
 #   scheduler.{crt,key}               CN=system:kube-scheduler (client + serving)
 #   kwok.{crt,key}                    CN=system:kwok-controller (RBAC-bound, see up.sh)
 #   sa.{key,pub}                      service-account token signing key pair
+#   front-proxy-ca.{crt,key}          CA of the aggregation layer's request headers
+#   front-proxy-client.{crt,key}      kube-apiserver -> extension apiservers
 # and kubeconfigs: .cluster/kubeconfig (admin) and .cluster/pki/<name>.kubeconfig.
 
 DAYS=3650
@@ -66,6 +68,21 @@ ensure_pki() {
   if [[ ! -s "$PKI_DIR/sa.key" ]]; then
     _openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI_DIR/sa.key"
     _openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub"
+  fi
+  if [[ ! -s "$PKI_DIR/front-proxy-ca.crt" ]]; then
+    _openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI_DIR/front-proxy-ca.key"
+    _openssl req -x509 -new -key "$PKI_DIR/front-proxy-ca.key" -subj "/CN=tutor-contrib-eks-front-proxy-ca" \
+      -days "$DAYS" -sha256 -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$PKI_DIR/front-proxy-ca.crt"
+    rm -f "$PKI_DIR/front-proxy-client.crt"
+  fi
+  if [[ ! -s "$PKI_DIR/front-proxy-client.crt" ]]; then
+    _openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI_DIR/front-proxy-client.key"
+    _openssl req -new -key "$PKI_DIR/front-proxy-client.key" -subj "/CN=front-proxy-client" -out "$PKI_DIR/fp.csr"
+    printf '%s\n' "$_client_ext" >"$PKI_DIR/fp.ext"
+    _openssl x509 -req -in "$PKI_DIR/fp.csr" -CA "$PKI_DIR/front-proxy-ca.crt" -CAkey "$PKI_DIR/front-proxy-ca.key" \
+      -CAcreateserial -days "$DAYS" -sha256 -extfile "$PKI_DIR/fp.ext" -out "$PKI_DIR/front-proxy-client.crt"
+    rm -f "$PKI_DIR/fp.csr" "$PKI_DIR/fp.ext"
   fi
   chmod 600 "$PKI_DIR"/*.key
 

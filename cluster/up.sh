@@ -52,6 +52,7 @@ export PATH="$BIN_DIR:\$PATH"
 EOF
 
 # 3. processes, in dependency order -------------------------------------------
+preflight_ports
 ensure etcd etcd_healthy 30 start_etcd "$ETCD_CLIENT_PORT"
 ensure kube-apiserver apiserver_ready 90 start_apiserver "$APISERVER_PORT"
 
