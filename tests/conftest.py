@@ -46,6 +46,8 @@ class Project:
         (self.root / "config.yml").write_text("PLUGINS:\n- eks\n", encoding="utf-8")
         self.environ = clean_environ()
         self.environ["TUTOR_ROOT"] = str(self.root)
+        # No Kubernetes Secrets unless a test asks for them (test_secrets.py).
+        self.environ["TUTOR_EKS_SECRETS"] = "[]"
 
     def write(self, relative: str, text: str) -> Path:
         path = self.path / relative

@@ -27,7 +27,7 @@ import click
 from tutor import config as tutor_config
 from tutor import fmt, serialize
 
-from . import defaults, environments
+from . import defaults, environments, secrets
 from .environments import Environment
 from .exceptions import EksError
 
@@ -55,6 +55,7 @@ class _State:
         self.cache: dict[tuple[t.Any, ...], Resolution] = {}
         self.root_config_cache: dict[str, tuple[tuple[int, int], dict[str, t.Any]]] = {}
         self.injected: set[str] = set()
+        self.secrets: dict[tuple[t.Any, ...], secrets.SecretValues] = {}
         self.snapshot: _Snapshot | None = None
         self.env_saved = False
 
@@ -168,8 +169,10 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
     values: dict[str, t.Any] = dict(environment.config)
     sources = {key: config_display for key in values}
 
-    def effective(key: str) -> tuple[t.Any, str]:
-        name = f"EKS_{key}"
+    def effective(key: str, default: t.Any = None) -> tuple[t.Any, str]:
+        """A key's value before Tutor renders it: TUTOR_ variable, environment,
+        root config.yml, default. ``key`` without ``EKS_`` is a plugin key."""
+        name = key if default is not None else f"EKS_{key}"
         found, value = env_value(name)
         if found:
             return value, ENV_PREFIX + name
@@ -177,6 +180,8 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
             return environment.config[name], config_display
         if name in root_config:
             return root_config[name], "the tutor root's config.yml"
+        if default is not None:
+            return default, "Tutor's defaults"
         return defaults.CONFIG_DEFAULTS[key], "the plugin's defaults"
 
     edge, edge_source = effective("EDGE")
@@ -205,8 +210,43 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
             values[key] = value
             sources[key] = f"EKS_EDGE {edge!r}"
 
-    # Layer 4: Kubernetes Secrets come in with the Secrets feature.
+    # Layer 4: Kubernetes Secrets.
     conflicts: list[str] = []
+    specs_setting, specs_source = effective("SECRETS")
+    specs = secrets.parse_specs(specs_setting, specs_source)
+    if specs:
+        renames_setting, renames_source = effective("SECRET_KEYS")
+        renames = secrets.parse_renames(renames_setting, renames_source)
+        namespace, namespace_source = effective("K8S_NAMESPACE", "openedx")
+        if not isinstance(namespace, str) or "{" in namespace or not namespace:
+            raise EksError(
+                f"{namespace_source}: K8S_NAMESPACE must be a plain namespace name when Secrets are read."
+            )
+        provided = read_secrets(namespace, specs, renames)
+        tutor_defaults: dict[str, t.Any] | None = None
+        for key, text in provided.values.items():
+            origin = provided.origins[key]
+            secrets.check_value(key, text, origin, namespace)
+            if tutor_defaults is None:
+                tutor_defaults = tutor_config.load_defaults()
+            where = f"Secret {namespace}/{origin.split('/')[0]} key {origin.split('/', 1)[1]}"
+            value = secrets.typed(key, text, tutor_defaults.get(key), where)
+            if key in environment.config:
+                conflicts.append(key)
+            values[key] = (
+                secrets.jinja_literal(value) if isinstance(value, str) else value
+            )
+            sources[key] = f"Secret {namespace}/{origin}"
+            switch = secrets.ENDPOINT_SWITCHES.get(key)
+            if switch:
+                values[switch] = False
+                sources[switch] = (
+                    f"{key} from Secret {namespace}/{origin.split('/')[0]}"
+                )
+        if conflicts:
+            fmt.echo_alert(
+                f"Set both in {config_display} and in a Secret (the Secret wins): {', '.join(sorted(conflicts))}"
+            )
 
     # Layer 5: TUTOR_<KEY> beats everything the plugin provides.
     for key in list(values):
@@ -217,6 +257,37 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
     return Resolution(
         environment=environment, values=values, sources=sources, conflicts=conflicts
     )
+
+
+def read_secrets(
+    namespace: str, specs: list[secrets.SecretSpec], renames: dict[tuple[str, str], str]
+) -> secrets.SecretValues:
+    """Read the Secrets once per process; mask and report them."""
+    key = (
+        namespace,
+        tuple(specs),
+        tuple(sorted(renames.items())),
+        os.environ.get("KUBECONFIG", ""),
+    )
+    cached = STATE.secrets.get(key)
+    if cached is not None:
+        return cached
+    from . import kube
+
+    found = secrets.fetch(kube.Client.from_environment(), namespace, specs, renames)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        secrets.mask_for_github(found.values.values())
+    STATE.secrets[key] = found
+    absent = (
+        f"; optional, absent: {', '.join(found.missing_optional)}"
+        if found.missing_optional
+        else ""
+    )
+    click.echo(
+        f"eks: Secrets read from namespace {namespace}: {', '.join(found.found) or 'none'}{absent}",
+        err=True,
+    )
+    return found
 
 
 # --- the save guard -------------------------------------------------------
