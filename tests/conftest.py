@@ -215,3 +215,30 @@ def validate(
         jsonschema.validate(obj, crd_schemas[key])
     else:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+# The control plane's session fixture (tests/cluster/conftest.py), for the
+# cluster tests in this directory.
+from tests.cluster.conftest import Cluster, cluster  # noqa: E402, F401
+
+
+def use_cluster(
+    project: Project, cluster: Cluster, kubeconfig: Path | None = None
+) -> None:
+    """Point the project's tutor runs at the control plane (admin unless kubeconfig)."""
+    env = cluster.env(kubeconfig)
+    project.environ["KUBECONFIG"] = env["KUBECONFIG"]
+    project.environ["PATH"] = env["PATH"]
+
+
+def fail_if_secret_in(value: str, text: str, where: str) -> None:
+    """Assert a Secret value is absent without ever printing it."""
+    if value in text:
+        pytest.fail(f"a Secret value appears in {where}", pytrace=False)
+
+
+def fail_unless_secret_in(value: str, text: str, where: str) -> None:
+    if value not in text:
+        pytest.fail(
+            f"the Secret value did not arrive unchanged in {where}", pytrace=False
+        )

@@ -36,7 +36,7 @@ from .exceptions import EksError
 
 IN_CLUSTER_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = 8.0
 ATTEMPTS = 3
 BACKOFF = 0.25
 
