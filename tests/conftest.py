@@ -223,10 +223,10 @@ from tests.cluster.conftest import Cluster, cluster  # noqa: E402, F401
 
 
 def use_cluster(
-    project: Project, cluster: Cluster, kubeconfig: Path | None = None
+    project: Project, control_plane: Cluster, kubeconfig: Path | None = None
 ) -> None:
     """Point the project's tutor runs at the control plane (admin unless kubeconfig)."""
-    env = cluster.env(kubeconfig)
+    env = control_plane.env(kubeconfig)
     project.environ["KUBECONFIG"] = env["KUBECONFIG"]
     project.environ["PATH"] = env["PATH"]
 
