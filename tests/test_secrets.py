@@ -18,8 +18,8 @@ import pytest
 
 from tutoreks import secrets as eks_secrets
 
+from .cluster.conftest import Cluster
 from .conftest import (
-    Cluster,
     Project,
     fail_if_secret_in,
     fail_unless_secret_in,
