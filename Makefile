@@ -43,6 +43,9 @@ format: install ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+demo: install cluster-up ## Deploy environments/dev with tutor k8s launch on the local control plane
+	bash scripts/demo.sh
+
 cluster-up: install ## Start the local control plane (builds and caches it the first time); writes .cluster/kubeconfig
 	bash cluster/up.sh
 

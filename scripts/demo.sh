@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `make demo`: the main job of a deploy, on the local control plane.
+#
+# What a CI job does on EKS, here against the control plane of cluster/up.sh:
+# example Secrets (what a Terraform stack creates) -> `tutor plugins enable eks`
+# -> `tutor k8s launch --non-interactive` for environments/dev -> what was deployed.
+#
+# Pods are simulated by kwok: no image is pulled and nothing runs in them. kwok
+# marks pods Running/Ready and Job pods Succeeded, so Deployments become
+# Available and Tutor's init Jobs complete.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+# shellcheck source=/dev/null
+source .cluster/env.sh
+export PATH="$REPO/.venv/bin:$PATH"
+export TUTOR_ROOT="$REPO/.demo/tutor-root"
+export TUTOR_EKS_ENVIRONMENT=dev
+NAMESPACE=openedx-dev
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Example Secrets in namespace $NAMESPACE (random passwords, never printed)"
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+pw() { openssl rand -hex 16; }
+kubectl apply -f - <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: mysql-root, namespace: $NAMESPACE}
+stringData:
+  MYSQL_HOST: mysql.demo.internal
+  MYSQL_PORT: "3306"
+  MYSQL_ROOT_USERNAME: admin
+  MYSQL_ROOT_PASSWORD: "$(pw)"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: mysql-openedx, namespace: $NAMESPACE}
+stringData:
+  OPENEDX_MYSQL_USERNAME: openedx
+  OPENEDX_MYSQL_PASSWORD: "$(pw)"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: redis, namespace: $NAMESPACE}
+stringData:
+  REDIS_HOST: redis.demo.internal
+  REDIS_PORT: "6379"
+  REDIS_PASSWORD: "$(pw)"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: smtp, namespace: $NAMESPACE}
+stringData:
+  SMTP_HOST: email-smtp.demo.internal
+  SMTP_PORT: "587"
+  SMTP_USERNAME: demo
+  SMTP_PASSWORD: "$(pw)"
+  SMTP_USE_TLS: "true"
+YAML
+
+step "tutor plugins enable eks"
+mkdir -p "$TUTOR_ROOT"
+tutor plugins enable eks
+
+step "TUTOR_EKS_ENVIRONMENT=$TUTOR_EKS_ENVIRONMENT tutor k8s launch --non-interactive"
+tutor k8s launch --non-interactive
+
+step "What was deployed"
+kubectl get ingress,certificates.cert-manager.io,services -n "$NAMESPACE"
+kubectl get clusterissuers.cert-manager.io
+kubectl get deployments -n "$NAMESPACE"
+kubectl get jobs -n "$NAMESPACE" -o custom-columns='JOB:.metadata.name,SUCCEEDED:.status.succeeded'
+printf '\nPods are simulated by kwok: no image ran. The rendered environment is in %s/env.\n' "$TUTOR_ROOT"
