@@ -56,6 +56,7 @@ def _patches(patches: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 hooks.Filters.CLI_COMMANDS.add_item(commands.eks)
+commands.install_quickstart_alias()
 
 
 __all__ = ["__version__"]

@@ -45,6 +45,8 @@ class Resolution:
     sources: dict[str, str]
     #: Keys set both by the environment's config.yml and by a Secret.
     conflicts: list[str] = field(default_factory=list)
+    #: What the Secrets provided (None when none were read).
+    secrets: secrets.SecretValues | None = None
 
 
 class _State:
@@ -58,6 +60,8 @@ class _State:
         self.secrets: dict[tuple[t.Any, ...], secrets.SecretValues] = {}
         self.snapshot: _Snapshot | None = None
         self.env_saved = False
+        #: Commands that need no Secret values (rbac, envs) set this.
+        self.skip_secrets = False
 
 
 STATE = _State()
@@ -214,7 +218,8 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
     conflicts: list[str] = []
     specs_setting, specs_source = effective("SECRETS")
     specs = secrets.parse_specs(specs_setting, specs_source)
-    if specs:
+    provided = None
+    if specs and not STATE.skip_secrets:
         renames_setting, renames_source = effective("SECRET_KEYS")
         renames = secrets.parse_renames(renames_setting, renames_source)
         namespace, namespace_source = effective("K8S_NAMESPACE", "openedx")
