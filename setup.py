@@ -40,7 +40,7 @@ setup(
     include_package_data=True,
     package_data={"tutoreks": ["patches/*", "templates/eks/**/*", "py.typed"]},
     python_requires=">=3.10",
-    install_requires=["tutor>=22,<23"],
+    install_requires=["tutor>=22,<23", "PyMySQL>=1.1", "boto3>=1.34"],
     extras_require={
         "dev": [
             "pytest>=8",
@@ -51,6 +51,11 @@ setup(
             "types-setuptools",
             "kubernetes-validate>=1.30",
             "tutor-mfe>=22,<23",
+            "django>=4.2",
+            "django-storages[s3]>=1.14",
+            "moto[server]>=5",
+            "redis>=5",
+            "pymongo>=4",
             "jsonschema>=4",
         ],
     },
