@@ -220,6 +220,7 @@ def validate(
 # The control plane's session fixture (tests/cluster/conftest.py), for the
 # cluster tests in this directory.
 from tests.cluster.conftest import Cluster, cluster  # noqa: E402, F401
+from tests.services import mariadb, redis_server, s3_server  # noqa: E402, F401
 
 
 def use_cluster(

@@ -8,46 +8,13 @@ and used to store a file.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import typing as t
-from collections.abc import Iterator
-
-import pytest
 
 from .conftest import Project
 
 MARKER = "# tutor-contrib-eks: user files in S3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def s3_settings(project: Project, service: str) -> dict[str, t.Any]:
@@ -111,7 +78,8 @@ def test_irsa_needs_no_static_key(project: Project) -> None:
     )
 
 
-def test_files_land_in_the_bucket(project: Project, s3_endpoint: str) -> None:
+def test_files_land_in_the_bucket(project: Project, s3_server: str) -> None:
+    s3_endpoint = s3_server
     import boto3
 
     render(

@@ -217,6 +217,79 @@ def rbac(
     click.echo(eks_rbac.dump(documents), nl=False)
 
 
+@eks.command(
+    name="check",
+    help="Preflight before migrations: Secrets, databases, S3, cert-manager, ingress",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of {name, ok, detail}"
+)
+@click.pass_context
+def check_command(ctx: click.Context, as_json: bool) -> None:
+    import json
+
+    from . import check as eks_check
+    from . import kube
+
+    root = ctx.obj.root
+    selected_or_explain(root)
+    results: list[eks_check.Result]
+    try:
+        config = load_config(root, read_secrets=True)
+    except EksError as e:
+        results = [eks_check.Result("secrets", False, str(e))]
+    else:
+        resolution = current_resolution()
+        provided = resolution.secrets
+        values: list[str] = []
+        if provided is None:
+            results = [
+                eks_check.Result(
+                    "secrets", True, "EKS_SECRETS is empty: no Secret to read"
+                )
+            ]
+        else:
+            values = list(provided.values.values())
+            absent = (
+                f"; optional, absent: {', '.join(provided.missing_optional)}"
+                if provided.missing_optional
+                else ""
+            )
+            results = [
+                eks_check.Result(
+                    "secrets",
+                    True,
+                    f"{len(provided.values)} keys from {', '.join(provided.found) or 'no Secret'} "
+                    f"in namespace {provided.namespace}{absent}",
+                )
+            ]
+        try:
+            client = kube.Client.from_environment()
+        except EksError as e:
+            results.append(eks_check.Result("kubernetes", False, str(e)))
+        else:
+            results += eks_check.run(eks_check.checks_for(config, client), values)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        width = max(len(r.name) for r in results)
+        for r in results:
+            status = (
+                click.style("ok  ", fg="green")
+                if r.ok
+                else click.style("FAIL", fg="red")
+            )
+            click.echo(f"{status}  {r.name.ljust(width)}  {r.detail}")
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        if not as_json:
+            click.echo(
+                f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}",
+                err=True,
+            )
+        ctx.exit(1)
+
+
 # --- tutor k8s quickstart ------------------------------------------------------
 
 

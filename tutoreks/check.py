@@ -1,0 +1,294 @@
+"""``tutor eks check``: the preflight a deploy job runs before migrations.
+
+Each check has its own timeout and they run concurrently. A detail never holds a
+Secret value: every value the Secrets provided is scrubbed from it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import typing as t
+import urllib.parse
+from dataclasses import dataclass
+
+from .exceptions import EksError
+
+TIMEOUT = 5.0
+WANTED_MYSQL = "8.4"
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+Check = t.Callable[[], str]  # returns the detail; raises on failure
+
+
+def run(
+    checks: list[tuple[str, Check]], secret_values: t.Iterable[str] = ()
+) -> list[Result]:
+    """Run every check concurrently; a failure is any exception, its message the detail."""
+    scrub = sorted((v for v in secret_values if v), key=len, reverse=True)
+
+    def clean(text: str) -> str:
+        for value in scrub:
+            text = text.replace(value, "***")
+        return " ".join(text.split())
+
+    def one(item: tuple[str, Check]) -> Result:
+        name, check = item
+        try:
+            return Result(name, True, clean(check()))
+        except Exception as e:
+            return Result(name, False, clean(str(e) or type(e).__name__))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+        return list(pool.map(one, checks))
+
+
+# --- the checks ---------------------------------------------------------------
+
+
+def mysql(config: dict[str, t.Any]) -> Check:
+    def check() -> str:
+        import pymysql
+
+        host, port = str(config["MYSQL_HOST"]), int(config["MYSQL_PORT"])
+        try:
+            connection = pymysql.connect(
+                host=host,
+                port=port,
+                user=str(config["MYSQL_ROOT_USERNAME"]),
+                password=str(config["MYSQL_ROOT_PASSWORD"]),
+                connect_timeout=TIMEOUT,
+                read_timeout=TIMEOUT,
+                write_timeout=TIMEOUT,
+            )
+        except pymysql.err.OperationalError as e:
+            raise EksError(
+                f"{host}:{port}: {e.args[1] if len(e.args) > 1 else e}"
+            ) from e
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT VERSION()")
+                row = cursor.fetchone()
+            version = str(row[0]) if row else "unknown"
+        finally:
+            connection.close()
+        flavour = "MariaDB" if "mariadb" in version.lower() else "MySQL"
+        detail = f"{host}:{port}: root credentials accepted, {flavour} {version.split('-')[0]}"
+        if flavour != "MySQL" or not version.startswith(WANTED_MYSQL):
+            detail += f" (Tutor wants MySQL {WANTED_MYSQL})"
+        return detail
+
+    return check
+
+
+def redis(config: dict[str, t.Any]) -> Check:
+    def check() -> str:
+        host, port = str(config["REDIS_HOST"]), int(config["REDIS_PORT"])
+        username, password = (
+            config.get("REDIS_USERNAME") or "",
+            config.get("REDIS_PASSWORD") or "",
+        )
+        try:
+            with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
+                sock.settimeout(TIMEOUT)
+                stream = sock.makefile("rwb")
+                if password:
+                    auth = (
+                        [b"AUTH", username.encode(), password.encode()]
+                        if username
+                        else [b"AUTH", password.encode()]
+                    )
+                    _send(stream, auth)
+                    reply = _reply(stream)
+                    if not reply.startswith(b"+OK"):
+                        raise EksError(f"{host}:{port}: AUTH refused: {_error(reply)}")
+                _send(stream, [b"PING"])
+                reply = _reply(stream)
+        except OSError as e:
+            raise EksError(f"{host}:{port}: {_os_error(e)}") from e
+        if not reply.startswith(b"+PONG"):
+            raise EksError(f"{host}:{port}: PING answered {_error(reply)}")
+        return f"{host}:{port}: PING answered PONG" + (
+            " after AUTH" if password else " (no password)"
+        )
+
+    return check
+
+
+def _send(stream: t.Any, parts: list[bytes]) -> None:
+    stream.write(
+        b"*%d\r\n" % len(parts)
+        + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    )
+    stream.flush()
+
+
+def _reply(stream: t.Any) -> bytes:
+    line: bytes = stream.readline()
+    if not line:
+        raise EksError("the server closed the connection")
+    return line
+
+
+def _error(reply: bytes) -> str:
+    return reply.decode("utf-8", "replace").strip().lstrip("-+")
+
+
+def _os_error(error: OSError) -> str:
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return f"no answer within {TIMEOUT:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return error.strerror or str(error)
+
+
+def mongodb(config: dict[str, t.Any]) -> Check:
+    def check() -> str:
+        try:
+            import pymongo
+        except ImportError as e:
+            raise EksError("pymongo is not installed: pip install pymongo") from e
+        host, port = str(config["MONGODB_HOST"]), int(config["MONGODB_PORT"])
+        client: t.Any = pymongo.MongoClient(
+            host=host,
+            port=port,
+            username=config.get("MONGODB_USERNAME") or None,
+            password=config.get("MONGODB_PASSWORD") or None,
+            authSource=config.get("MONGODB_AUTH_SOURCE") or "admin",
+            tls=bool(config.get("MONGODB_USE_SSL")),
+            serverSelectionTimeoutMS=int(TIMEOUT * 1000),
+            connectTimeoutMS=int(TIMEOUT * 1000),
+        )
+        try:
+            client.admin.command("ping")
+        except Exception as e:
+            raise EksError(f"{host}:{port}: {e}") from e
+        finally:
+            client.close()
+        return f"{host}:{port}: ping answered"
+
+    return check
+
+
+def s3(config: dict[str, t.Any]) -> Check:
+    def check() -> str:
+        import boto3
+        from botocore.config import Config as BotoConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket = str(config["S3_STORAGE_BUCKET"])
+        key = config.get("OPENEDX_AWS_ACCESS_KEY") or None
+        client = boto3.client(
+            "s3",
+            region_name=config.get("S3_REGION") or None,
+            endpoint_url=config.get("S3_ENDPOINT_URL") or None,
+            aws_access_key_id=key,
+            aws_secret_access_key=(config.get("OPENEDX_AWS_SECRET_ACCESS_KEY") or None)
+            if key
+            else None,
+            config=BotoConfig(
+                connect_timeout=TIMEOUT,
+                read_timeout=TIMEOUT,
+                retries={"max_attempts": 2},
+            ),
+        )
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            meaning = {
+                "404": "does not exist",
+                "NoSuchBucket": "does not exist",
+                "403": "access denied",
+            }.get(code, code)
+            raise EksError(f"bucket {bucket}: {meaning}") from e
+        except BotoCoreError as e:
+            raise EksError(f"bucket {bucket}: {e}") from e
+        who = (
+            "the access key of the Secret"
+            if key
+            else "the ambient AWS credentials (IRSA role)"
+        )
+        return f"bucket {bucket} reachable with {who}"
+
+    return check
+
+
+def kubernetes_object(client: t.Any, path: str, what: str) -> Check:
+    def check() -> str:
+        from .kube import ApiError
+
+        try:
+            client.get(path)
+        except ApiError as e:
+            if e.status == 404:
+                raise EksError(f"{what} does not exist") from e
+            raise EksError(f"{what}: {e.message}") from e
+        return f"{what} exists"
+
+    return check
+
+
+def checks_for(config: dict[str, t.Any], client: t.Any) -> list[tuple[str, Check]]:
+    """The checks that apply to this environment's configuration."""
+    namespace = urllib.parse.quote(str(config["K8S_NAMESPACE"]))
+    checks: list[tuple[str, Check]] = [
+        (
+            "namespace",
+            kubernetes_object(
+                client,
+                f"/api/v1/namespaces/{namespace}",
+                f"namespace {config['K8S_NAMESPACE']}",
+            ),
+        ),
+    ]
+    if config["EKS_EDGE"] == "ingress":
+        ingress_class = str(config["EKS_INGRESS_CLASS"])
+        checks.append(
+            (
+                "ingressclass",
+                kubernetes_object(
+                    client,
+                    f"/apis/networking.k8s.io/v1/ingressclasses/{urllib.parse.quote(ingress_class)}",
+                    f"IngressClass {ingress_class}",
+                ),
+            )
+        )
+        if config["ENABLE_HTTPS"]:
+            kinds = [
+                "certificates",
+                "clusterissuers"
+                if config["EKS_ISSUER_KIND"] == "ClusterIssuer"
+                else "issuers",
+            ]
+            for kind in kinds:
+                crd = f"{kind}.cert-manager.io"
+                checks.append(
+                    (
+                        f"crd {crd}",
+                        kubernetes_object(
+                            client,
+                            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}",
+                            f"CRD {crd}",
+                        ),
+                    )
+                )
+    if config.get("RUN_MYSQL") is False:
+        checks.append(("mysql", mysql(config)))
+    if config.get("RUN_REDIS") is False:
+        checks.append(("redis", redis(config)))
+    if config.get("RUN_MONGODB") is False:
+        checks.append(("mongodb", mongodb(config)))
+    if config.get("S3_STORAGE_BUCKET"):
+        checks.append(("s3", s3(config)))
+    return checks
