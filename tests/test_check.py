@@ -16,19 +16,32 @@ from .services import Service, free_port, s3_client
 pytestmark = pytest.mark.cluster
 
 
-def put_secret(cluster: Cluster, namespace: str, name: str, data: dict[str, str]) -> None:
-    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "stringData": data}
+def put_secret(
+    cluster: Cluster, namespace: str, name: str, data: dict[str, str]
+) -> None:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data,
+    }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
 @pytest.fixture
 def checked(
-    project: Project, cluster: Cluster, mariadb: Service, redis_server: Service, s3_server: str
+    project: Project,
+    cluster: Cluster,
+    mariadb: Service,
+    redis_server: Service,
+    s3_server: str,
 ) -> Iterator[tuple[Project, str]]:
     namespace = f"eks-check-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     bucket = f"uploads-{uuid.uuid4().hex[:6]}"
-    s3_client(s3_server).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3_client(s3_server).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
     put_secret(
         cluster,
         namespace,
@@ -40,12 +53,21 @@ def checked(
             "MYSQL_ROOT_PASSWORD": mariadb.password,
         },
     )
-    put_secret(cluster, namespace, "mysql-openedx", {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex})
+    put_secret(
+        cluster,
+        namespace,
+        "mysql-openedx",
+        {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
+    )
     put_secret(
         cluster,
         namespace,
         "redis",
-        {"REDIS_HOST": redis_server.host, "REDIS_PORT": str(redis_server.port), "REDIS_PASSWORD": redis_server.password},
+        {
+            "REDIS_HOST": redis_server.host,
+            "REDIS_PORT": str(redis_server.port),
+            "REDIS_PASSWORD": redis_server.password,
+        },
     )
     put_secret(
         cluster,
@@ -59,7 +81,10 @@ def checked(
             "OPENEDX_AWS_SECRET_ACCESS_KEY": "testing",
         },
     )
-    project.write("environments/dev/config.yml", f"LMS_HOST: lms.dev.example.com\nK8S_NAMESPACE: {namespace}\n")
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.dev.example.com\nK8S_NAMESPACE: {namespace}\n",
+    )
     del project.environ["TUTOR_EKS_SECRETS"]
     project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
     use_cluster(project, cluster)
@@ -70,12 +95,21 @@ def checked(
 def run_check(project: Project) -> tuple[int, dict[str, dict[str, t.Any]], str]:
     result = project.tutor("eks", "check", "--json", check=False)
     rows = json.loads(result.stdout)
-    assert all(set(row) == {"name", "ok", "detail"} and isinstance(row["ok"], bool) for row in rows)
-    return result.returncode, {row["name"]: row for row in rows}, result.stdout + result.stderr
+    assert all(
+        set(row) == {"name", "ok", "detail"} and isinstance(row["ok"], bool)
+        for row in rows
+    )
+    return (
+        result.returncode,
+        {row["name"]: row for row in rows},
+        result.stdout + result.stderr,
+    )
 
 
-def test_everything_reachable(checked: tuple[Project, str], mariadb: Service, redis_server: Service) -> None:
-    project, namespace = checked
+def test_everything_reachable(
+    checked: tuple[Project, str], mariadb: Service, redis_server: Service
+) -> None:
+    project, _ = checked
     code, rows, output = run_check(project)
     assert code == 0, output
     assert set(rows) == {
@@ -89,7 +123,10 @@ def test_everything_reachable(checked: tuple[Project, str], mariadb: Service, re
         "s3",
     }
     assert all(row["ok"] for row in rows.values())
-    assert "MariaDB 10." in rows["mysql"]["detail"] and "Tutor wants MySQL 8.4" in rows["mysql"]["detail"]
+    assert (
+        "MariaDB 10." in rows["mysql"]["detail"]
+        and "Tutor wants MySQL 8.4" in rows["mysql"]["detail"]
+    )
     assert "after AUTH" in rows["redis"]["detail"]
     assert "access key of the Secret" in rows["s3"]["detail"]
     for value in (mariadb.password, redis_server.password):
@@ -99,19 +136,35 @@ def test_everything_reachable(checked: tuple[Project, str], mariadb: Service, re
     assert "ok    mysql" in human.stdout
 
 
-@pytest.mark.parametrize("broken", ["mysql-password", "redis-port", "bucket", "ingressclass"])
+@pytest.mark.parametrize(
+    "broken", ["mysql-password", "redis-port", "bucket", "ingressclass"]
+)
 def test_each_broken_service_fails_clearly(
-    checked: tuple[Project, str], cluster: Cluster, mariadb: Service, redis_server: Service, broken: str
+    checked: tuple[Project, str],
+    cluster: Cluster,
+    mariadb: Service,
+    redis_server: Service,
+    broken: str,
 ) -> None:
     project, namespace = checked
     if broken == "mysql-password":
-        put_secret(cluster, namespace, "mysql-root", {"MYSQL_ROOT_PASSWORD": "wrong-" + uuid.uuid4().hex})
+        put_secret(
+            cluster,
+            namespace,
+            "mysql-root",
+            {"MYSQL_ROOT_PASSWORD": "wrong-" + uuid.uuid4().hex},
+        )
         failing, message = "mysql", "Access denied"
     elif broken == "redis-port":
         put_secret(cluster, namespace, "redis", {"REDIS_PORT": str(free_port())})
         failing, message = "redis", "connection refused"
     elif broken == "bucket":
-        put_secret(cluster, namespace, "s3-openedx-storage", {"S3_STORAGE_BUCKET": "no-such-bucket"})
+        put_secret(
+            cluster,
+            namespace,
+            "s3-openedx-storage",
+            {"S3_STORAGE_BUCKET": "no-such-bucket"},
+        )
         failing, message = "s3", "bucket no-such-bucket: does not exist"
     else:
         project.environ["TUTOR_EKS_INGRESS_CLASS"] = "traefik"
@@ -124,7 +177,9 @@ def test_each_broken_service_fails_clearly(
         fail_if_secret_in(value, output, "tutor eks check")
 
 
-def test_missing_secret_is_a_failed_check(checked: tuple[Project, str], cluster: Cluster) -> None:
+def test_missing_secret_is_a_failed_check(
+    checked: tuple[Project, str], cluster: Cluster
+) -> None:
     project, namespace = checked
     cluster.kubectl("delete", "secret", "mysql-openedx", "-n", namespace)
     code, rows, _ = run_check(project)
