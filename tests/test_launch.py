@@ -1,10 +1,12 @@
-"""`tutor k8s launch --non-interactive` end to end on the local control plane."""
+"""`tutor k8s launch --non-interactive` end to end on the local control plane, as a CI
+identity that holds only the RBAC `tutor eks rbac` prints."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,7 +17,13 @@ from .conftest import Project, use_cluster
 pytestmark = pytest.mark.cluster
 
 
-def test_launch_then_start_again_changes_nothing(
+def can_i(cluster: Cluster, kubeconfig: Path, *args: str) -> str:
+    return cluster.kubectl(
+        "auth", "can-i", *args, kubeconfig=kubeconfig, check=False
+    ).stdout.strip()
+
+
+def test_launch_as_least_privileged_ci_identity(
     project: Project, cluster: Cluster
 ) -> None:
     namespace = f"eks-launch-{uuid.uuid4().hex[:6]}"
@@ -23,6 +31,11 @@ def test_launch_then_start_again_changes_nothing(
         "environments/dev/config.yml",
         f"LMS_HOST: lms.launch.example.com\nK8S_NAMESPACE: {namespace}\nEKS_ACME_EMAIL: ops@example.com\n",
     )
+    del project.environ["TUTOR_EKS_SECRETS"]
+    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
+    use_cluster(project, cluster)
+
+    # The cluster admin's part: namespace, Secrets, and the RBAC of `tutor eks rbac`.
     cluster.kubectl("create", "namespace", namespace)
     secrets = {
         "mysql-root": {
@@ -30,6 +43,7 @@ def test_launch_then_start_again_changes_nothing(
             "MYSQL_ROOT_PASSWORD": uuid.uuid4().hex,
         },
         "mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
+        "unrelated": {"TOKEN": uuid.uuid4().hex},
     }
     for name, data in secrets.items():
         manifest = {
@@ -39,11 +53,16 @@ def test_launch_then_start_again_changes_nothing(
             "stringData": data,
         }
         cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    del project.environ["TUTOR_EKS_SECRETS"]
-    use_cluster(project, cluster)
-    env = {"TUTOR_EKS_ENVIRONMENT": "dev"}
+    rbac = project.tutor(
+        "eks", "rbac", "--service-account", f"{namespace}:deployer"
+    ).stdout
+    cluster.kubectl("apply", "-f", "-", input=rbac)
+    ci = cluster.service_account_kubeconfig(namespace, "deployer")
+    use_cluster(project, cluster, ci)
+
     try:
-        project.tutor("k8s", "launch", "--non-interactive", env=env)
+        # The CI job's part, as the ServiceAccount.
+        project.tutor("k8s", "launch", "--non-interactive")
 
         ingress = cluster.get_json("ingress", "openedx", "-n", namespace)
         assert ingress["spec"]["rules"][0]["host"] == "lms.launch.example.com"
@@ -64,7 +83,7 @@ def test_launch_then_start_again_changes_nothing(
             assert job["status"].get("succeeded") == 1, job["metadata"]["name"]
 
         # A second deploy with no change changes nothing.
-        project.tutor("k8s", "start", env=env)
+        project.tutor("k8s", "start")
         rendered = subprocess.run(
             ["kubectl", "kustomize", str(project.root / "env")],
             capture_output=True,
@@ -85,11 +104,37 @@ def test_launch_then_start_again_changes_nothing(
         assert diff.returncode == 0, (
             f"kubectl diff found changes:\n{diff.stdout[-3000:]}{diff.stderr[-2000:]}"
         )
+        assert project.tutor("eks", "diff").returncode == 0
+
+        # A change in the environment shows in `tutor eks diff` (exit 1), as the CI identity.
+        project.write(
+            "environments/dev/config.yml",
+            f"LMS_HOST: lms2.launch.example.com\nK8S_NAMESPACE: {namespace}\nEKS_ACME_EMAIL: ops@example.com\n",
+        )
+        project.tutor("config", "save")
+        changed = project.tutor("eks", "diff", check=False)
+        assert changed.returncode == 1, changed.stderr
+        assert "lms2.launch.example.com" in changed.stdout
+
+        # What the identity cannot do.
+        assert can_i(cluster, ci, "get", "secret/unrelated", "-n", namespace) == "no"
+        assert can_i(cluster, ci, "list", "secrets", "-n", namespace) == "no"
+        assert can_i(cluster, ci, "watch", "secrets", "-n", namespace) == "no"
+        assert can_i(cluster, ci, "get", "secret/mysql-root", "-n", "default") == "no"
+        assert can_i(cluster, ci, "create", "deployments", "-n", "default") == "no"
+        assert can_i(cluster, ci, "get", "secret/mysql-root", "-n", namespace) == "yes"
     finally:
         cluster.kubectl(
             "delete",
             "clusterissuers.cert-manager.io",
             f"{namespace}-acme",
+            "--ignore-not-found",
+            check=False,
+        )
+        cluster.kubectl(
+            "delete",
+            "clusterrolebinding,clusterrole",
+            f"tutor-eks-deployer-{namespace}",
             "--ignore-not-found",
             check=False,
         )

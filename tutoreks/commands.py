@@ -290,6 +290,46 @@ def check_command(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(1)
 
 
+@eks.command(
+    name="diff",
+    help="Show what `tutor k8s start` would change on the cluster (server-side)",
+)
+@click.pass_context
+def diff_command(ctx: click.Context) -> None:
+    import shutil
+    import subprocess
+
+    from tutor import env as tutor_env
+
+    root = ctx.obj.root
+    selected_or_explain(root)
+    env_dir = tutor_env.pathjoin(root)
+    if not os.path.exists(os.path.join(env_dir, "kustomization.yml")):
+        raise EksError(
+            f"{env_dir} has no kustomization.yml: run `tutor config save` first."
+        )
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise EksError("kubectl is not installed (tutor eks diff runs `kubectl diff`).")
+    # The same objects as `tutor k8s start`: everything but Jobs and the Namespace.
+    command = [
+        kubectl,
+        "diff",
+        "--kustomize",
+        env_dir,
+        "--selector",
+        "app.kubernetes.io/component notin (job,namespace)",
+    ]
+    code = subprocess.call(command)
+    if code == 0:
+        fmt.echo_info("No change: `tutor k8s start` would leave the cluster as it is.")
+    elif code == 1:
+        fmt.echo_info("`tutor k8s start` would make the changes above.")
+    else:
+        raise EksError(f"`kubectl diff` failed (exit {code}); see its message above.")
+    ctx.exit(code)
+
+
 # --- tutor k8s quickstart ------------------------------------------------------
 
 
