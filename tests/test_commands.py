@@ -1,0 +1,179 @@
+"""`tutor eks envs`, `tutor eks rbac` and `tutor k8s quickstart`, without a cluster."""
+
+from __future__ import annotations
+
+import typing as t
+
+import yaml
+
+from .conftest import Project
+
+
+def test_envs_lists_and_validates_every_environment(project: Project) -> None:
+    project.write(
+        "environments/prod/config.yml",
+        "LMS_HOST: lms.example.com\nK8S_NAMESPACE: openedx-prod\n",
+    )
+    project.write("environments/prod/settings_merge.json", '{"FEATURES": {"A": true}}')
+    project.write("environments/qa/config.yml", "LMS_HOST: qa.example.com\n")
+    project.write(
+        "environments/qa/k8s/extra.yml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ NOPE }}\n",
+    )
+    project.write("environments/broken/config.yml", "LMS_HOST: [\n")
+    project.write("environments/not-an-env/README.md", "no config.yml here\n")
+    result = project.tutor(
+        "eks", "envs", env={"TUTOR_EKS_ENVIRONMENT": "prod"}, check=False
+    )
+    lines = {
+        line.split()[0] if not line.startswith("*") else line.split()[1]: line
+        for line in result.stdout.splitlines()
+        if line.strip()
+    }
+    assert result.returncode == 1
+    assert set(lines) == {"broken", "dev", "prod", "qa"}
+    assert lines["prod"].startswith("*"), "the selected environment is marked"
+    assert (
+        "ok" in lines["prod"]
+        and "settings_merge: common" in lines["prod"]
+        and "namespace openedx-prod" in lines["prod"]
+    )
+    assert "ok" in lines["dev"]
+    assert (
+        "BROKEN" in lines["broken"]
+        and "environments/broken/config.yml:2:1: invalid YAML" in lines["broken"]
+    )
+    assert (
+        "BROKEN" in lines["qa"]
+        and "environments/qa/k8s/extra.yml:4: cannot be rendered: 'NOPE' is undefined"
+        in lines["qa"]
+    )
+    assert "2 of 4 environments are broken" in result.stderr
+    assert not (project.root / "env").exists(), "envs writes nothing"
+
+
+def test_envs_all_good_exits_zero(project: Project) -> None:
+    project.copy_examples()
+    result = project.tutor("eks", "envs")
+    assert "No environment selected" in result.stdout
+
+
+def rbac(
+    project: Project, *args: str, env: dict[str, str] | None = None
+) -> list[dict[str, t.Any]]:
+    output = project.tutor(
+        "eks", "rbac", *args, env={"TUTOR_EKS_ENVIRONMENT": "dev", **(env or {})}
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def test_rbac_is_least_privilege(project: Project) -> None:
+    del project.environ["TUTOR_EKS_SECRETS"]
+    docs = rbac(project)
+    kinds = [d["kind"] for d in docs]
+    assert kinds == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ]
+    role = docs[1]
+    assert role["metadata"]["namespace"] == "openedx-dev"
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [
+                "mongodb",
+                "mysql-openedx",
+                "mysql-root",
+                "redis",
+                "s3-openedx-storage",
+                "smtp",
+            ],
+            "verbs": ["get"],
+        }
+    ]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert "delete" not in rule["verbs"], "start, init and launch delete nothing"
+    cluster_rules = docs[3]["rules"]
+    cluster_resources = {res for rule in cluster_rules for res in rule["resources"]}
+    assert cluster_resources == {
+        "namespaces",
+        "ingressclasses",
+        "customresourcedefinitions",
+        "clusterissuers",
+    }
+    for rule in cluster_rules:
+        if rule["verbs"] != ["create"]:
+            assert rule.get("resourceNames"), (
+                f"cluster-scoped {rule['resources']} must name its objects"
+            )
+    assert docs[2]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "tutor-deployer", "namespace": "openedx-dev"}
+    ]
+
+
+def test_rbac_with_namespaced_issuer_needs_no_issuer_rights_on_the_cluster(
+    project: Project,
+) -> None:
+    docs = rbac(
+        project,
+        "--group",
+        "ci-deployers",
+        "--namespace",
+        "other",
+        env={"TUTOR_EKS_ISSUER_KIND": "Issuer"},
+    )
+    assert [d["kind"] for d in docs] == [
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ]
+    assert docs[0]["metadata"]["namespace"] == "other"
+    cluster_resources = {res for rule in docs[2]["rules"] for res in rule["resources"]}
+    assert "clusterissuers" not in cluster_resources
+    assert any("issuers" in rule["resources"] for rule in docs[0]["rules"])
+    assert docs[1]["subjects"] == [
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": "ci-deployers",
+        }
+    ]
+
+
+def test_quickstart_is_launch_with_a_note(project: Project) -> None:
+    help_text = project.tutor("k8s", "quickstart", "--help").stdout
+    assert "--non-interactive" in help_text
+    result = project.tutor(
+        "k8s",
+        "quickstart",
+        "--non-interactive",
+        env={"TUTOR_EKS_ENVIRONMENT": "nope"},
+        check=False,
+    )
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "`tutor k8s quickstart` is now `tutor k8s launch`" in output
+    assert "Unknown environment 'nope'" in output, (
+        "the same launch, with the same checks"
+    )
+
+
+def test_commands_explain_when_no_environment(project: Project) -> None:
+    for command in (
+        ("eks", "secrets"),
+        ("eks", "check"),
+        ("eks", "rbac"),
+        ("eks", "diff"),
+    ):
+        result = project.tutor(*command, check=False)
+        assert result.returncode == 1
+        assert (
+            "No environment selected: set TUTOR_EKS_ENVIRONMENT=<name>" in result.stderr
+        )
