@@ -233,9 +233,16 @@ def use_cluster(
 
 
 def fail_if_secret_in(value: str, text: str, where: str) -> None:
-    """Assert a Secret value is absent without ever printing it."""
+    """Assert a Secret value is absent without ever printing it (the failure names
+    the line number and the YAML key before it, not the value)."""
     if value in text:
-        pytest.fail(f"a Secret value appears in {where}", pytrace=False)
+        lines = text.splitlines()
+        line = next(i for i, line in enumerate(lines) if value in line)
+        context = lines[line].split(":", 1)[0].strip() if ":" in lines[line] else "?"
+        pytest.fail(
+            f"a Secret value appears in {where}, line {line + 1} (key {context!r})",
+            pytrace=False,
+        )
 
 
 def fail_unless_secret_in(value: str, text: str, where: str) -> None:

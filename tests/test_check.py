@@ -123,12 +123,15 @@ def test_everything_reachable(
         "s3",
     }
     assert all(row["ok"] for row in rows.values())
+    assert rows["secrets"]["detail"].startswith(
+        "13 keys from mysql-root, mysql-openedx, redis, s3-openedx-storage"
+    )
     assert (
         "MariaDB 10." in rows["mysql"]["detail"]
         and "Tutor wants MySQL 8.4" in rows["mysql"]["detail"]
     )
     assert "after AUTH" in rows["redis"]["detail"]
-    assert "access key of the Secret" in rows["s3"]["detail"]
+    assert "reachable with OPENEDX_AWS_ACCESS_KEY" in rows["s3"]["detail"]
     for value in (mariadb.password, redis_server.password):
         fail_if_secret_in(value, output, "tutor eks check")
 
@@ -165,7 +168,7 @@ def test_each_broken_service_fails_clearly(
             "s3-openedx-storage",
             {"S3_STORAGE_BUCKET": "no-such-bucket"},
         )
-        failing, message = "s3", "bucket no-such-bucket: does not exist"
+        failing, message = "s3", "S3_STORAGE_BUCKET: the bucket does not exist"
     else:
         project.environ["TUTOR_EKS_INGRESS_CLASS"] = "traefik"
         failing, message = "ingressclass", "IngressClass traefik does not exist"

@@ -81,21 +81,30 @@ def test_rbac_is_least_privilege(project: Project) -> None:
     role = docs[1]
     assert role["metadata"]["namespace"] == "openedx-dev"
     secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    generated = ["openedx-config", "openedx-settings-cms", "openedx-settings-lms"]
+    listed = [
+        "mongodb",
+        "mysql-openedx",
+        "mysql-root",
+        "redis",
+        "s3-openedx-storage",
+        "smtp",
+    ]
     assert secret_rules == [
         {
             "apiGroups": [""],
             "resources": ["secrets"],
-            "resourceNames": [
-                "mongodb",
-                "mysql-openedx",
-                "mysql-root",
-                "redis",
-                "s3-openedx-storage",
-                "smtp",
-            ],
+            "resourceNames": sorted(listed + generated),
             "verbs": ["get"],
-        }
-    ]
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": generated,
+            "verbs": ["patch"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ], "get and patch by name only; never list or watch"
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert "delete" not in rule["verbs"], "start, init and launch delete nothing"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from .cluster.conftest import Cluster
-from .conftest import Project, use_cluster
+from .conftest import Project, fail_if_secret_in, use_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -115,6 +115,73 @@ def test_launch_as_least_privileged_ci_identity(
         changed = project.tutor("eks", "diff", check=False)
         assert changed.returncode == 1, changed.stderr
         assert "lms2.launch.example.com" in changed.stdout
+
+        # No value that came from a Secret in any ConfigMap, Job, Pod or Deployment.
+        dumped = cluster.kubectl(
+            "get", "configmaps,jobs,pods,deployments", "-n", namespace, "-o", "yaml"
+        ).stdout
+        for data in secrets.values():
+            for value in data.values():
+                fail_if_secret_in(
+                    value, dumped, "ConfigMaps, Jobs, Pods or Deployments"
+                )
+        config_maps = {
+            c["metadata"]["name"]
+            for c in cluster.get_json("configmaps", "-n", namespace)["items"]
+        }
+        assert not [
+            name
+            for name in config_maps
+            if name.startswith(("openedx-config", "openedx-settings"))
+        ]
+        config_secret = cluster.get_json("secret", "openedx-config", "-n", namespace)
+        assert "lms.env.yml" in config_secret["data"], (
+            "the services find their files where they read them"
+        )
+        mysql_job = next(
+            j for j in jobs if j["metadata"]["name"].startswith("mysql-job")
+        )
+        job_env = {
+            e["name"]: e
+            for e in mysql_job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert job_env["TUTOREKS_MYSQL_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "mysql-root",
+            "key": "MYSQL_ROOT_PASSWORD",
+        }
+        assert "${TUTOREKS_MYSQL_ROOT_PASSWORD}" in " ".join(
+            mysql_job["spec"]["template"]["spec"]["containers"][0]["args"]
+        )
+
+        # A rotated Secret: the next save picks it up and the deploy rolls the pods using it.
+        before = cluster.get_json("deployment", "lms", "-n", namespace)["spec"][
+            "template"
+        ]["metadata"]["annotations"]
+        rotated = {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex}
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "mysql-openedx", "namespace": namespace},
+            "stringData": rotated,
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        project.tutor("config", "save")
+        project.tutor("k8s", "start")
+        after = cluster.get_json("deployment", "lms", "-n", namespace)["spec"][
+            "template"
+        ]["metadata"]["annotations"]
+        assert (
+            after["tutor-contrib-eks/config-checksum"]
+            != before["tutor-contrib-eks/config-checksum"]
+        ), "lms must roll"
+        dumped = cluster.kubectl(
+            "get", "configmaps,jobs,pods,deployments", "-n", namespace, "-o", "yaml"
+        ).stdout
+        fail_if_secret_in(
+            rotated["OPENEDX_MYSQL_PASSWORD"],
+            dumped,
+            "ConfigMaps, Jobs, Pods or Deployments",
+        )
 
         # What the identity cannot do.
         assert can_i(cluster, ci, "get", "secret/unrelated", "-n", namespace) == "no"

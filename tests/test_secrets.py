@@ -407,3 +407,29 @@ def test_typed_by_tutor_default(
     key: str, text: str, default: t.Any, expected: t.Any
 ) -> None:
     assert eks_secrets.typed(key, text, default, "here") == expected
+
+
+def test_secrets_command_maps_keys_and_never_shows_values(
+    deployed: Project, namespace: str
+) -> None:
+    config = deployed.path / "environments/dev/config.yml"
+    config.write_text(config.read_text() + "REDIS_HOST: from-environment\n")
+    result = deployed.tutor("eks", "secrets", env={"TUTOR_EKS_ENVIRONMENT": "dev"})
+    rows = {
+        line.split()[0]: line
+        for line in result.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    assert "mysql-root/MYSQL_ROOT_PASSWORD" in rows["MYSQL_ROOT_PASSWORD"]
+    assert rows["MYSQL_ROOT_PASSWORD"].split()[2] == str(len(ROOT_PASSWORD)), (
+        "the length, never the value"
+    )
+    assert (
+        "redis/REDIS_HOST" in rows["REDIS_HOST"]
+        and "(the Secret wins)" in rows["REDIS_HOST"]
+    )
+    assert "false: MYSQL_HOST from Secret" in rows["RUN_MYSQL"]
+    assert "Optional Secrets absent: mongodb, smtp, s3-openedx-storage" in result.stdout
+    assert f"namespace {namespace}" in result.stdout
+    for value in (ROOT_PASSWORD, OPENEDX_PASSWORD, REDIS_PASSWORD):
+        fail_if_secret_in(value, all_output(result), "tutor eks secrets")

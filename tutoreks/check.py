@@ -1,7 +1,8 @@
 """``tutor eks check``: the preflight a deploy job runs before migrations.
 
 Each check has its own timeout and they run concurrently. A detail never holds a
-Secret value: every value the Secrets provided is scrubbed from it.
+Secret value: details name settings (``MYSQL_HOST``), not their values, and every
+value the Secrets provided is also scrubbed from messages that servers return.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run(
     checks: list[tuple[str, Check]], secret_values: t.Iterable[str] = ()
 ) -> list[Result]:
     """Run every check concurrently; a failure is any exception, its message the detail."""
-    scrub = sorted((v for v in secret_values if v), key=len, reverse=True)
+    scrub = sorted((v for v in secret_values if len(v) >= 3), key=len, reverse=True)
 
     def clean(text: str) -> str:
         for value in scrub:
@@ -83,7 +84,7 @@ def mysql(config: dict[str, t.Any]) -> Check:
         finally:
             connection.close()
         flavour = "MariaDB" if "mariadb" in version.lower() else "MySQL"
-        detail = f"{host}:{port}: root credentials accepted, {flavour} {version.split('-')[0]}"
+        detail = f"root credentials accepted, {flavour} {version.split('-')[0]}"
         if flavour != "MySQL" or not version.startswith(WANTED_MYSQL):
             detail += f" (Tutor wants MySQL {WANTED_MYSQL})"
         return detail
@@ -111,7 +112,7 @@ def redis(config: dict[str, t.Any]) -> Check:
                     _send(stream, auth)
                     reply = _reply(stream)
                     if not reply.startswith(b"+OK"):
-                        raise EksError(f"{host}:{port}: AUTH refused: {_error(reply)}")
+                        raise EksError(f"AUTH refused: {_error(reply)}")
                 _send(stream, [b"PING"])
                 reply = _reply(stream)
         except OSError as e:
@@ -172,10 +173,10 @@ def mongodb(config: dict[str, t.Any]) -> Check:
         try:
             client.admin.command("ping")
         except Exception as e:
-            raise EksError(f"{host}:{port}: {e}") from e
+            raise EksError(f"MONGODB_HOST:MONGODB_PORT: {e}") from e
         finally:
             client.close()
-        return f"{host}:{port}: ping answered"
+        return "ping answered"
 
     return check
 
@@ -211,15 +212,15 @@ def s3(config: dict[str, t.Any]) -> Check:
                 "NoSuchBucket": "does not exist",
                 "403": "access denied",
             }.get(code, code)
-            raise EksError(f"bucket {bucket}: {meaning}") from e
+            raise EksError(f"S3_STORAGE_BUCKET: the bucket {meaning}") from e
         except BotoCoreError as e:
-            raise EksError(f"bucket {bucket}: {e}") from e
+            raise EksError(f"S3_STORAGE_BUCKET: {e}") from e
         who = (
-            "the access key of the Secret"
+            "OPENEDX_AWS_ACCESS_KEY"
             if key
             else "the ambient AWS credentials (IRSA role)"
         )
-        return f"bucket {bucket} reachable with {who}"
+        return f"the bucket of S3_STORAGE_BUCKET is reachable with {who}"
 
     return check
 

@@ -10,7 +10,7 @@ import os
 
 from tutor import hooks
 
-from . import commands, defaults, manifests, precedence, settings
+from . import commands, credentials, defaults, manifests, precedence, settings
 from .__about__ import __version__
 
 TEMPLATES_ROOT = os.path.join(os.path.dirname(__file__), "templates")
@@ -32,7 +32,12 @@ hooks.Filters.ENV_TEMPLATE_VARIABLES.add_items(
     [
         ("eks_manifests", manifests.eks_manifests),
         ("eks_hosts", manifests.eks_hosts),
+        ("eks_kustomize_patches", credentials.eks_kustomize_patches),
     ]
+)
+# Last, after every plugin added its init tasks.
+hooks.Filters.CLI_DO_INIT_TASKS.add(priority=hooks.priorities.LOW)(
+    credentials.init_tasks
 )
 
 

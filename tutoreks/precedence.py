@@ -260,7 +260,11 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
             values[key] = value
             sources[key] = ENV_PREFIX + key
     return Resolution(
-        environment=environment, values=values, sources=sources, conflicts=conflicts
+        environment=environment,
+        values=values,
+        sources=sources,
+        conflicts=conflicts,
+        secrets=provided,
     )
 
 

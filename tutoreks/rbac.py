@@ -6,7 +6,9 @@ init`` (applying Jobs, listing them until they succeed, waiting for Deployments)
 ``tutor k8s launch`` (all of these), ``tutor eks diff`` (server-side dry-run
 apply) and ``tutor eks check`` (CRDs, IngressClass, namespace) need:
 
-- Secrets: ``get`` on the listed names only; never ``list`` or ``watch``;
+- Secrets: ``get`` on the listed names and on the three Secrets the plugin renders
+  (``openedx-config``, ``openedx-settings-lms``/``-cms``), ``patch`` on those three,
+  ``create`` (Kubernetes cannot limit it by name); never ``list`` or ``watch``;
 - the objects Tutor and the plugin apply: ``get``, ``create``, ``patch``;
 - Deployments: also ``list`` and ``watch`` (``kubectl wait``); Jobs: also ``list``;
 - cluster scope, only where needed: ``get`` on its own namespace, on cert-manager's
@@ -21,6 +23,7 @@ import typing as t
 
 import yaml
 
+from .credentials import CONFIGS
 from .exceptions import EksError
 from .secrets import parse_specs
 
@@ -41,15 +44,28 @@ def rules(
     )
     apply = ["get", "create", "patch"]
     namespaced: list[dict[str, t.Any]] = []
-    if secret_names:
-        namespaced.append(
-            {
-                "apiGroups": [""],
-                "resources": ["secrets"],
-                "resourceNames": secret_names,
-                "verbs": ["get"],
-            }
-        )
+    # The Secrets the plugin reads, by name; the Secrets it renders (credentials.CONFIGS)
+    # have fixed names too. `create` cannot be limited by name in Kubernetes.
+    generated = sorted(CONFIGS)
+    namespaced.append(
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": sorted({*secret_names, *generated}),
+            "verbs": ["get"],
+        }
+    )
+    namespaced.append(
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": generated,
+            "verbs": ["patch"],
+        }
+    )
+    namespaced.append(
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
+    )
     namespaced += [
         {
             "apiGroups": [""],
