@@ -1,0 +1,66 @@
+"""Property: an arbitrary string as a Secret value either arrives exactly in what
+Tutor renders, or is refused cleanly (an EksError that names the key, not the value)."""
+
+from __future__ import annotations
+
+import ast
+import shlex
+
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from tutor import env as tutor_env
+
+from tutoreks import secrets
+from tutoreks.exceptions import EksError
+
+KEYS = ["MYSQL_ROOT_PASSWORD", "REDIS_PASSWORD", "SMTP_PASSWORD"]
+
+
+def render(value: str) -> str:
+    """What Tutor's config loading makes of the value the plugin hands it."""
+    return tutor_env.render_str({}, secrets.jinja_literal(value))
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.text(), key=st.sampled_from(KEYS))
+@example(value="{{ 7*7 }}", key="SMTP_PASSWORD")
+@example(value="{% if x %}", key="SMTP_PASSWORD")
+@example(value="p@ss%w0rd#", key="SMTP_PASSWORD")
+@example(value='a"b', key="SMTP_PASSWORD")
+@example(value="\U0001f393é", key="MYSQL_ROOT_PASSWORD")
+def test_arrives_exactly_or_is_refused_cleanly(value: str, key: str) -> None:
+    try:
+        secrets.check_value(key, value, f"my-secret/{key}", "ns")
+    except EksError as e:
+        message = str(e)
+        assert message.startswith(
+            f"Secret ns/my-secret key {key} ({key}): the value contains"
+        )
+        # The message is one of the fixed sentences: it holds no part of the value.
+        fixed = message.split("): ", 1)[1]
+        assert fixed in {
+            "the value contains a newline, control or non-printable character, which Tutor's templates cannot hold.",
+            "the value contains one of \" ' \\ ` $, which would break Tutor's YAML, Python or shell templates. "
+            "Rotate it to a value without these characters.",
+            "the value contains one of @ / : # ? % [ ] or a space, which breaks Tutor's redis:// URLs.",
+        }
+        return
+    # Accepted: Tutor's Jinja gives it back unchanged ...
+    assert render(value) == value
+    # ... and it survives the contexts Tutor's templates put it in.
+    assert yaml.safe_load(f'PASSWORD: "{value}"')["PASSWORD"] == value
+    assert ast.literal_eval(f'"{value}"') == value
+    assert shlex.split(f'mysql --password="{value}"') == [
+        "mysql",
+        f"--password={value}",
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1))
+def test_literal_is_jinja_safe(value: str) -> None:
+    literal = secrets.jinja_literal(value)
+    inner = literal[len('{{ "') : -len('" }}')]
+    for delimiter in ("{{", "{%", "{#", "}}", "%}", '"'):
+        assert delimiter not in inner
