@@ -207,17 +207,6 @@ def _printable(ch: str) -> bool:
     )
 
 
-def _printable(ch: str) -> bool:
-    """Printable in a YAML document (Tutor's config files are YAML): YAML 1.1's set."""
-    code = ord(ch)
-    return (
-        0x20 <= code <= 0x7E
-        or 0xA0 <= code <= 0xD7FF
-        or 0xE000 <= code <= 0xFFFD
-        or 0x10000 <= code <= 0x10FFFF
-    )
-
-
 def check_value(key: str, value: str, origin: str, namespace: str) -> None:
     """Refuse a value Tutor's templates cannot hold; name the key, never the value."""
     where = f"Secret {namespace}/{origin.split('/')[0]} key {origin.split('/', 1)[1]} ({key})"
