@@ -46,6 +46,10 @@ format: install ## Format the code with ruff
 demo: install cluster-up ## Deploy environments/dev with tutor k8s launch on the local control plane
 	bash scripts/demo.sh
 
+bench: install cluster-up ## Benchmarks against same-run baselines; writes BENCHMARKS.md
+	command -v jq >/dev/null || (apt-get update -qq && apt-get install -y -qq jq)
+	$(PY) bench/run.py
+
 cluster-up: install ## Start the local control plane (builds and caches it the first time); writes .cluster/kubeconfig
 	bash cluster/up.sh
 
