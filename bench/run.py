@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing as t
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,8 @@ def compare(
     for _ in range(2):
         timed(*baseline)
         timed(*candidate)
-    base, cand = [], []
+    base: list[float] = []
+    cand: list[float] = []
     for i in range(rounds):
         order = (baseline, candidate) if i % 2 == 0 else (candidate, baseline)
         for which in order:
@@ -404,13 +406,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="tutoreks-bench-") as tmp:
             work = Path(tmp)
-            for bench in (
+            benches: list[t.Callable[[], Row]] = [
                 lambda: bench_overhead(work),
                 lambda: bench_config_stage(work, namespace),
                 lambda: bench_environments(work),
                 lambda: bench_secret_count(work, namespace),
                 lambda: bench_launch(work),
-            ):
+            ]
+            for bench in benches:
                 row = bench()
                 rows.append(row)
                 verdict = (
