@@ -2,12 +2,14 @@
 # cluster/apiserver.sh: stop or start the kube-apiserver alone (fault-injection tests).
 #
 #   bash cluster/apiserver.sh stop      SIGTERM the apiserver (others keep running)
-#   bash cluster/apiserver.sh start     start it again and wait for /readyz
+#   bash cluster/apiserver.sh start     start it again, wait for /readyz, then restart
+#                                       the controller-manager, scheduler and kwok
+#                                       (see APISERVER_CLIENTS in components.sh)
 #   bash cluster/apiserver.sh status    exit 0 if it is running and ready
 #
 # Needs a cluster created by cluster/up.sh (certificates, etcd); start fails
-# with a clear message otherwise. etcd, the controller-manager, the scheduler
-# and kwok are left alone: their clients reconnect once the apiserver is back.
+# with a clear message otherwise. `stop` leaves etcd, the controller-manager,
+# the scheduler and kwok running (they log connection errors meanwhile).
 set -euo pipefail
 # shellcheck source=cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,7 +18,7 @@ source "$CLUSTER_DIR/components.sh"
 
 case "${1:-}" in
   stop)
-    stop_component kube-apiserver
+    stop_component kube-apiserver 5
     kill_orphans kube-apiserver
     wait_until 15 "kube-apiserver shutdown (port $APISERVER_PORT still open)" eval '! port_busy $APISERVER_PORT'
     log "kube-apiserver stopped"
@@ -26,6 +28,10 @@ case "${1:-}" in
       || die "kube-apiserver: no cluster here yet; run 'bash cluster/up.sh' first"
     pid_alive etcd && etcd_healthy || die "kube-apiserver: etcd is not running; run 'bash cluster/up.sh'"
     ensure kube-apiserver apiserver_ready 90 start_apiserver "$APISERVER_PORT"
+    if (( ENSURE_STARTED )); then
+      stop_apiserver_clients
+    fi
+    ensure_apiserver_clients
     log "kube-apiserver ready at $SERVER_URL"
     ;;
   status)

@@ -49,8 +49,11 @@ preflight_ports() {
 }
 
 # ensure NAME PROBE TIMEOUT STARTFN PORT: keep a healthy NAME, else restart it.
+# Sets ENSURE_STARTED=1 when it had to start the process, 0 when it kept it.
+ENSURE_STARTED=0
 ensure() {
   local name="$1" probe="$2" timeout="$3" startfn="$4" port="$5"
+  ENSURE_STARTED=0
   if pid_alive "$name" && "$probe"; then
     return 0
   fi
@@ -65,6 +68,7 @@ ensure() {
   kill_orphans "$name"
   refuse_foreign_port "$name" "$port"
   log "$name: starting"
+  ENSURE_STARTED=1
   "$startfn"
   local deadline=$((SECONDS + timeout))
   until "$probe"; do
@@ -78,6 +82,33 @@ ensure() {
     fi
     sleep 0.2
   done
+}
+
+# APISERVER_CLIENTS: the processes that watch the apiserver. When the apiserver
+# has just been (re)started they are restarted as well: a starting apiserver
+# serves requests a moment before its RBAC cache is filled, answers their
+# watches 403, and their informers then sit in back-off for up to a minute
+# (new namespaces got no default ServiceAccount, pods were not scheduled).
+APISERVER_CLIENTS=(kube-controller-manager kube-scheduler kwok)
+
+stop_apiserver_clients() {
+  local name pids=()
+  for name in "${APISERVER_CLIENTS[@]}"; do
+    if pid_alive "$name"; then
+      log "$name: restarting, since kube-apiserver was (re)started"
+      stop_component "$name" &
+      pids+=($!)
+    fi
+  done
+  # Wait for these stops only: a bare `wait` would also wait for the
+  # control-plane processes this shell has just started.
+  (( ${#pids[@]} == 0 )) || wait "${pids[@]}"
+}
+
+ensure_apiserver_clients() {
+  ensure kube-controller-manager controller_manager_healthy 60 start_controller_manager "$CONTROLLER_MANAGER_PORT"
+  ensure kube-scheduler scheduler_healthy 60 start_scheduler "$SCHEDULER_PORT"
+  ensure kwok kwok_healthy 30 start_kwok "$KWOK_PORT"
 }
 
 # ---- start functions (detached; see start_component in lib.sh) --------------
@@ -102,10 +133,14 @@ start_etcd() {
     --log-level=warn
 }
 
-# All apiserver -> node/pod/service traffic ("cluster" egress: logs, exec,
-# port-forward, pods/proxy, services/proxy) goes through a Unix socket that does
-# not exist, so it fails locally instead of reaching a fake node or pod address.
+# The kube-apiserver may only ever dial 127.0.0.1 (etcd). Its "cluster" egress
+# (logs, exec, port-forward, pods/proxy, services/proxy, webhooks behind a
+# Service) and its "controlplane" egress (webhooks by URL) go through a Unix
+# socket that does not exist, so such a request fails at once, locally,
+# instead of reaching a fake node or pod address.
 write_egress_config() {
+  local sock="$RUN_DIR/no-egress.sock"
+  rm -f "$sock"
   cat >"$EGRESS_CONFIG" <<EOF
 apiVersion: apiserver.k8s.io/v1beta1
 kind: EgressSelectorConfiguration
@@ -115,7 +150,13 @@ egressSelections:
     proxyProtocol: HTTPConnect
     transport:
       uds:
-        udsName: $RUN_DIR/no-cluster-egress.sock
+        udsName: $sock
+- name: controlplane
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: $sock
 EOF
 }
 
@@ -165,6 +206,7 @@ start_controller_manager() {
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --cluster-cidr="$CLUSTER_CIDR" --allocate-node-cidrs=false \
     --controllers='*' \
+    --feature-gates=WatchListClient=false \
     --leader-elect=false \
     --profiling=false \
     --v=1

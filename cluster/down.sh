@@ -30,14 +30,15 @@ if [[ ! -d "$STATE_DIR" ]]; then
 fi
 
 stop_all() {
-  local name
+  local name pids=()
   for name in "$@"; do
     if pid_alive "$name"; then
       log "stopping $name (pid $(cat "$RUN_DIR/$name.pid"))"
     fi
     stop_component "$name" &
+    pids+=($!)
   done
-  wait
+  wait "${pids[@]}"
   for name in "$@"; do kill_orphans "$name"; done
 }
 # Clients of the apiserver first (together), then the apiserver, then etcd.

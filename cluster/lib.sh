@@ -66,18 +66,19 @@ port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 # port_owner PORT: "pid/command" of the listener on 127.0.0.1:PORT, if visible.
 port_owner() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n -E 's/.*users:\(\("([^"]+)",pid=([0-9]+).*/\2\/\1/p' | head -1; }
 
-# stop_component NAME: SIGTERM the process in NAME.pid, then SIGKILL after 10 s.
+# stop_component NAME [GRACE]: SIGTERM the process in NAME.pid, SIGKILL after
+# GRACE seconds (10 by default).
 stop_component() {
-  local name="$1" f="$RUN_DIR/$1.pid" pid i
+  local name="$1" f="$RUN_DIR/$1.pid" grace="${2:-10}" pid i
   if pid_alive "$name"; then
     pid="$(cat "$f")"
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for i in $(seq 1 $((grace * 10))); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-      log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+      log "$name (pid $pid) still running ${grace}s after SIGTERM; sending SIGKILL"
       kill -9 "$pid" 2>/dev/null || true
       sleep 0.2
     fi

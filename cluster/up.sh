@@ -55,6 +55,7 @@ EOF
 preflight_ports
 ensure etcd etcd_healthy 30 start_etcd "$ETCD_CLIENT_PORT"
 ensure kube-apiserver apiserver_ready 90 start_apiserver "$APISERVER_PORT"
+(( ENSURE_STARTED )) && stop_apiserver_clients
 
 # 4. bootstrap objects (server-side apply: idempotent, no size limit on CRDs) --
 log "applying bootstrap objects and cert-manager $CERT_MANAGER_VERSION CRDs"
@@ -62,9 +63,7 @@ log "applying bootstrap objects and cert-manager $CERT_MANAGER_VERSION CRDs"
   -f "$CLUSTER_DIR/bootstrap.yaml" -f "$CERT_MANAGER_DIR/crds/" >"$LOG_DIR/bootstrap.log" 2>&1 \
   || { cat "$LOG_DIR/bootstrap.log" >&2; die "bootstrap: kubectl apply failed"; }
 
-ensure kube-controller-manager controller_manager_healthy 60 start_controller_manager "$CONTROLLER_MANAGER_PORT"
-ensure kube-scheduler scheduler_healthy 60 start_scheduler "$SCHEDULER_PORT"
-ensure kwok kwok_healthy 30 start_kwok "$KWOK_PORT"
+ensure_apiserver_clients
 
 # 5. wait until the cluster does what tests need -------------------------------
 node_ready() {

@@ -20,9 +20,9 @@ Using it from other test directories: this conftest only serves ``tests/cluster/
 Elsewhere, import the fixture into a conftest above those tests, e.g.
 ``tests/conftest.py``::
 
-    from cluster.conftest import Cluster, cluster  # noqa: F401
+    from tests.cluster.conftest import Cluster, cluster  # noqa: F401
 
-(``tests.cluster.conftest`` instead if ``tests/`` has an ``__init__.py``). Do not
+(``tests/`` and ``tests/cluster/`` are packages). Do not
 name this module in ``pytest_plugins``: pytest also loads it as a conftest and
 refuses to register it twice. Imported several times, the fixture still makes
 one control plane per session (see ``_session``). Tests needing it should carry

@@ -40,10 +40,24 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float = 60.0) -> Non
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
+    """A fresh namespace whose default ServiceAccount exists (pods can be created)."""
+    name = new_namespace(cluster)
+    wait_for(f"serviceaccount default in {name}", lambda: has_default_sa(cluster, name))
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def new_namespace(cluster: Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    return name
+
+
+def has_default_sa(cluster: Cluster, namespace: str) -> bool:
+    res = cluster.kubectl(
+        "-n", namespace, "get", "serviceaccount", "default", check=False
+    )
+    return res.returncode == 0
 
 
 def test_server_version_matches_pin(cluster: Cluster) -> None:
@@ -290,21 +304,29 @@ def test_cert_manager_crds_and_ingress_class_exist(cluster: Cluster) -> None:
     assert "cert-manager.io_certificates.yaml" in files
 
 
-def test_default_service_account_appears_in_new_namespace(
-    cluster: Cluster, namespace: str
-) -> None:
-    def has_default() -> bool:
-        return (
-            cluster.kubectl(
-                "-n", namespace, "get", "serviceaccount", "default", check=False
-            ).returncode
-            == 0
+def test_default_service_account_appears_in_new_namespace(cluster: Cluster) -> None:
+    namespace = new_namespace(cluster)
+    try:
+        wait_for(
+            f"serviceaccount default in {namespace}",
+            lambda: has_default_sa(cluster, namespace),
+            timeout=30,
         )
-
-    wait_for(f"serviceaccount default in {namespace}", has_default, timeout=30)
-    # and kube-root-ca.crt (the controller-manager's --root-ca-file) is published.
-    cm = cluster.get_json("-n", namespace, "configmap", "kube-root-ca.crt")
-    assert cm["data"]["ca.crt"].strip() == cluster.ca_file.read_text().strip()
+        # and kube-root-ca.crt (the controller-manager's --root-ca-file) is published.
+        wait_for(
+            f"configmap kube-root-ca.crt in {namespace}",
+            lambda: (
+                cluster.kubectl(
+                    "-n", namespace, "get", "configmap", "kube-root-ca.crt", check=False
+                ).returncode
+                == 0
+            ),
+            timeout=30,
+        )
+        cm = cluster.get_json("-n", namespace, "configmap", "kube-root-ca.crt")
+        assert cm["data"]["ca.crt"].strip() == cluster.ca_file.read_text().strip()
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def _cluster_issuer(acme: dict[str, object]) -> str:
@@ -383,3 +405,24 @@ def test_apiserver_stop_and_start(cluster: Cluster, tmp_path: Path) -> None:
         cluster.kubectl("get", "node", "kwok-node-0", "-o", "name").stdout.strip()
         == "node/kwok-node-0"
     )
+
+
+def test_apiserver_never_dials_fake_node_or_pod(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Logs, exec and proxy requests fail locally: nothing leaves 127.0.0.1."""
+    cluster.kubectl("-n", namespace, "run", "p", "--image=registry.invalid/p:1")
+    cluster.kubectl(
+        "-n", namespace, "wait", "--for=condition=Ready", "pod/p", "--timeout=60s"
+    )
+    pod_ip = cluster.kubectl(
+        "-n", namespace, "get", "pod", "p", "-o", "jsonpath={.status.podIP}"
+    ).stdout
+    assert pod_ip  # kwok gave it an address that nothing routes to
+    for args in (
+        ("-n", namespace, "logs", "p"),
+        ("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/p/proxy/"),
+    ):
+        res = cluster.kubectl(*args, check=False, timeout=30)
+        assert res.returncode != 0
+        assert "no-egress.sock" in res.stderr, res.stderr
