@@ -1,14 +1,19 @@
-"""Bad input: a clear error naming the file (line, column), exit non-zero, and the
-previous config.yml and env/ left byte for byte as they were."""
+"""The bad-input catalogue: one table across config.yml, settings_merge, k8s/
+manifests, Kubernetes Secrets and command-line options. Each case: a clear error
+naming the file (line, column), Secret or key, exit non-zero, and the previous
+config.yml and env/ left byte for byte as they were. Secret cases run against the
+control plane (marker `cluster`)."""
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
 
-from .conftest import Project
+from .conftest import Project, fail_if_secret_in, use_cluster
 
 
 @dataclass
@@ -18,6 +23,21 @@ class Case:
     message: str  # a regular expression the error must match
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
+    #: Another command than `tutor config save`.
+    command: tuple[str, ...] = ("config", "save")
+    #: Variables of the test's environment to remove for this case.
+    unset: tuple[str, ...] = ()
+    #: Secrets to (re)create before the failing run: name -> data (None deletes it).
+    secrets: dict[str, dict[str, str] | None] | None = None
+
+
+GOOD_SECRETS: dict[str, dict[str, str]] = {
+    "mysql-root": {
+        "MYSQL_HOST": "mysql.example.internal",
+        "MYSQL_ROOT_PASSWORD": "good-root-pw-1",
+    },
+    "mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": "good-openedx-pw-1"},
+}
 
 
 CASES = [
@@ -128,29 +148,194 @@ CASES = [
         },
         r"environments/dev/config\.yml: ENABLE_WEB_PROXY: true contradicts EKS_EDGE 'ingress'",
     ),
+    # command-line options
+    Case(
+        "set-unknown-edge",
+        {},
+        r"the tutor root's config\.yml: EKS_EDGE is 'lb'",
+        args=("--set", "EKS_EDGE=lb"),
+    ),
+    Case(
+        "set-secrets-not-a-list",
+        {},
+        r"EKS_SECRETS must be a list of Secret names",
+        args=("--set", "EKS_SECRETS=mysql-root"),
+        unset=("TUTOR_EKS_SECRETS",),
+    ),
+    Case(
+        "set-bad-secret-name",
+        {},
+        r"EKS_SECRETS has 'Not_A_Name'",
+        args=("--set", 'EKS_SECRETS=["Not_A_Name"]'),
+        unset=("TUTOR_EKS_SECRETS",),
+    ),
+    Case(
+        "set-bad-renames",
+        {},
+        r"EKS_SECRET_KEYS entry 'smtp'",
+        args=("--set", 'EKS_SECRET_KEYS={"smtp": "X"}'),
+    ),
+    Case(
+        "rbac-empty-subject",
+        {},
+        r"An RBAC subject needs a name",
+        command=("eks", "rbac", "--service-account", "ns:"),
+    ),
+    Case(
+        "check-unknown-option",
+        {},
+        r"No such option '--bogus'",
+        command=("eks", "check", "--bogus"),
+    ),
+    # Kubernetes Secrets (control plane)
+    Case(
+        "secret-missing",
+        {},
+        r"Secret {ns}/mysql-openedx not found: create it in namespace '{ns}'",
+        secrets={"mysql-openedx": None},
+    ),
+    Case(
+        "secret-key-missing",
+        {},
+        r"Secret {ns}/mysql-root has no key MYSQL_ROOT_PASSWORD",
+        secrets={"mysql-root": {"MYSQL_HOST": "h"}},
+    ),
+    Case(
+        "secret-endpoint-without-password",
+        {},
+        r"Secret {ns}/mysql-openedx has no key OPENEDX_MYSQL_PASSWORD",
+        secrets={"mysql-openedx": {"OPENEDX_MYSQL_USERNAME": "edx-user-77"}},
+    ),
+    Case(
+        "secret-value-quote",
+        {},
+        r"Secret {ns}/mysql-root key MYSQL_ROOT_PASSWORD \(MYSQL_ROOT_PASSWORD\): the value contains one of",
+        secrets={"mysql-root": {"MYSQL_HOST": "h", "MYSQL_ROOT_PASSWORD": 'bad"pw$1'}},
+    ),
+    Case(
+        "secret-value-newline",
+        {},
+        r"Secret {ns}/mysql-openedx key OPENEDX_MYSQL_PASSWORD .*newline, control",
+        secrets={"mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": "bad\npw"}},
+    ),
+    Case(
+        "secret-port-not-a-number",
+        {},
+        r"Secret {ns}/mysql-root key MYSQL_PORT: MYSQL_PORT must be a whole number",
+        secrets={
+            "mysql-root": {
+                "MYSQL_HOST": "h",
+                "MYSQL_PORT": "33o6",
+                "MYSQL_ROOT_PASSWORD": "p",
+            }
+        },
+    ),
+    Case(
+        "secret-key-not-a-setting",
+        {},
+        r"Secret {ns}/mysql-openedx key tls\.crt: 'TLS\.CRT' is not a Tutor setting name",
+        secrets={"mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": "p", "tls.crt": "x"}},
+    ),
+    Case(
+        "secret-key-twice",
+        {},
+        r"Secret {ns}/mysql-openedx key MYSQL_HOST: MYSQL_HOST is also provided by mysql-root/MYSQL_HOST",
+        secrets={"mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": "p", "MYSQL_HOST": "h"}},
+    ),
+    Case(
+        "secret-forbidden",
+        {},
+        r"Not allowed to read Secret {ns}/mysql-root \(verb get, resource secrets, namespace {ns}\)",
+        secrets={},
+        env={"KUBECONFIG": "stranger"},
+    ),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_clear_and_changes_nothing(project: Project, case: Case) -> None:
+def params() -> list[object]:
+    return [
+        pytest.param(
+            c, id=c.id, marks=[pytest.mark.cluster] if c.secrets is not None else []
+        )
+        for c in CASES
+    ]
+
+
+def put_secret(
+    cluster: object, namespace: str, name: str, data: dict[str, str]
+) -> None:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data,
+    }
+    cluster.kubectl("delete", "secret", name, "-n", namespace, "--ignore-not-found")  # type: ignore[attr-defined]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("case", params())
+def test_bad_input_is_clear_and_changes_nothing(
+    project: Project, case: Case, request: pytest.FixtureRequest
+) -> None:
+    assert len(CASES) >= 25
     project.write("environments/qa/config.yml", "LMS_HOST: qa.example.com\n")
     project.write("environments/dev/settings_merge.json", '{"A": 1}')
     project.write(
         "environments/dev/k8s/extra.yml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n",
     )
-    project.tutor("config", "save", "--set", "EKS_ENVIRONMENT=dev")
+    namespace = ""
+    env = dict(case.env)
+    if case.secrets is not None:
+        cluster = request.getfixturevalue("cluster")
+        namespace = f"eks-bad-{uuid.uuid4().hex[:6]}"
+        cluster.kubectl("create", "namespace", namespace)
+        request.addfinalizer(
+            lambda: cluster.kubectl(
+                "delete", "namespace", namespace, "--wait=false", check=False
+            )
+        )
+        project.write(
+            "environments/dev/config.yml",
+            f"LMS_HOST: lms.dev.example.com\nK8S_NAMESPACE: {namespace}\n",
+        )
+        project.environ["TUTOR_EKS_SECRETS"] = '["mysql-root", "mysql-openedx"]'
+        use_cluster(project, cluster)
+        for name, data in GOOD_SECRETS.items():
+            put_secret(cluster, namespace, name, data)
+        if env.get("KUBECONFIG") == "stranger":
+            env["KUBECONFIG"] = str(
+                cluster.service_account_kubeconfig(namespace, "stranger")
+            )
+    # Cases that drop TUTOR_EKS_SECRETS keep an empty list in the root's config.yml.
+    keep = ("--set", "EKS_SECRETS=[]") if "TUTOR_EKS_SECRETS" in case.unset else ()
+    project.tutor("config", "save", "--set", "EKS_ENVIRONMENT=dev", *keep)
     before = project.fingerprint()
 
     for relative, text in case.files.items():
         project.write(relative, text)
-    result = project.tutor("config", "save", *case.args, env=case.env, check=False)
+    for name in case.unset:
+        project.environ.pop(name, None)
+    for name, change in (case.secrets or {}).items():
+        if change is None:
+            cluster.kubectl("delete", "secret", name, "-n", namespace)
+        else:
+            put_secret(cluster, namespace, name, change)
+    result = project.tutor(*case.command, *case.args, env=env, check=False)
 
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert re.search(case.message, output, re.DOTALL), output
+    assert re.search(case.message.format(ns=namespace), output, re.DOTALL), output
     assert "Traceback" not in output, output
     assert project.fingerprint() == before, "config.yml or env/ changed"
+    for data in [
+        *GOOD_SECRETS.values(),
+        *(d for d in (case.secrets or {}).values() if d),
+    ]:
+        for value in data.values():
+            if len(value) > 3:
+                fail_if_secret_in(value, output, "the error output")
 
 
 def test_failed_first_save_leaves_no_root_behind(project: Project) -> None:

@@ -218,10 +218,10 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
     conflicts: list[str] = []
     specs_setting, specs_source = effective("SECRETS")
     specs = secrets.parse_specs(specs_setting, specs_source)
+    renames_setting, renames_source = effective("SECRET_KEYS")
+    renames = secrets.parse_renames(renames_setting, renames_source)
     provided = None
     if specs and not STATE.skip_secrets:
-        renames_setting, renames_source = effective("SECRET_KEYS")
-        renames = secrets.parse_renames(renames_setting, renames_source)
         namespace, namespace_source = effective("K8S_NAMESPACE", "openedx")
         if not isinstance(namespace, str) or "{" in namespace or not namespace:
             raise EksError(
