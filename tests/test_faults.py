@@ -1,0 +1,98 @@
+"""Faults on the control plane: the API server restarted during `tutor k8s start`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+
+from .cluster.conftest import Cluster
+from .conftest import TUTOR, Project, use_cluster
+
+pytestmark = pytest.mark.cluster
+
+
+def test_api_server_restarted_during_start_then_rerun_converges(
+    project: Project, cluster: Cluster
+) -> None:
+    namespace = f"eks-fault-{uuid.uuid4().hex[:6]}"
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.fault.example.com\nK8S_NAMESPACE: {namespace}\n",
+    )
+    cluster.kubectl("create", "namespace", namespace)
+    for name, data in {
+        "mysql-root": {
+            "MYSQL_HOST": "mysql.example.internal",
+            "MYSQL_ROOT_PASSWORD": uuid.uuid4().hex,
+        },
+        "mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
+    }.items():
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": data,
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    project.environ.pop("TUTOR_EKS_SECRETS")
+    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
+    use_cluster(project, cluster)
+    project.tutor("config", "save")
+    try:
+        # `tutor k8s start` while the API server goes away under it.
+        start = subprocess.Popen(
+            [TUTOR, "k8s", "start"],
+            cwd=project.path,
+            env=project.environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+        cluster.stop_apiserver()
+        interrupted = start.wait(timeout=120)
+        cluster.start_apiserver()
+
+        # The re-run converges: it succeeds, and leaves nothing to change.
+        project.tutor("k8s", "start")
+        rendered = subprocess.run(
+            ["kubectl", "kustomize", str(project.root / "env")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=cluster.env(),
+        ).stdout
+        applied = [
+            doc
+            for doc in yaml.safe_load_all(rendered)
+            if doc
+            and (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+            not in ("job", "namespace")
+        ]
+        diff = cluster.kubectl(
+            "diff", "-f", "-", input=yaml.safe_dump_all(applied), check=False
+        )
+        assert diff.returncode == 0, diff.stdout[-3000:]
+        assert interrupted in (0, 1), (
+            "the interrupted start either finished or failed cleanly"
+        )
+        deployments = {
+            d["metadata"]["name"]
+            for d in cluster.get_json("deployments", "-n", namespace)["items"]
+        }
+        assert {"lms", "cms", "caddy"} <= deployments
+    finally:
+        if not cluster.apiserver_ready():
+            cluster.start_apiserver()
+        cluster.kubectl(
+            "delete",
+            "clusterissuers.cert-manager.io",
+            f"{namespace}-acme",
+            "--ignore-not-found",
+            check=False,
+        )
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
