@@ -18,12 +18,14 @@ source "$CLUSTER_DIR/components.sh"
 
 case "${1:-}" in
   stop)
+    lock_state
     stop_component kube-apiserver 5
     kill_orphans kube-apiserver
     wait_until 15 "kube-apiserver shutdown (port $APISERVER_PORT still open)" eval '! port_busy $APISERVER_PORT'
     log "kube-apiserver stopped"
     ;;
   start)
+    lock_state
     [[ -s "$PKI_DIR/ca.crt" && -x "$KUBE_BIN_DIR/kube-apiserver" ]] \
       || die "kube-apiserver: no cluster here yet; run 'bash cluster/up.sh' first"
     pid_alive etcd && etcd_healthy || die "kube-apiserver: etcd is not running; run 'bash cluster/up.sh'"

@@ -29,7 +29,9 @@ refuse_foreign_port() {
   if [[ "$pid" =~ ^[0-9]+$ ]]; then
     other="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -o '/[^ =]*/\.cluster/' | head -1 || true)"
   fi
-  if [[ -n "$other" ]]; then
+  if [[ "$other" == "$STATE_DIR/" ]]; then
+    die "$name: 127.0.0.1:$port is taken by pid $pid of this checkout that no pid file names; run 'bash cluster/down.sh' and retry"
+  elif [[ -n "$other" ]]; then
     die "$name: 127.0.0.1:$port is taken by pid $pid, the control plane of another checkout ($other); stop it with 'bash ${other%/.cluster/}/cluster/down.sh'"
   fi
   die "$name: 127.0.0.1:$port is already in use by ${owner:-an unknown process}; free the port and rerun"

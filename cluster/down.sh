@@ -28,6 +28,7 @@ if [[ ! -d "$STATE_DIR" ]]; then
   log "nothing to stop: no $STATE_DIR"
   exit 0
 fi
+lock_state
 
 stop_all() {
   local name pids=()
@@ -49,6 +50,7 @@ stop_all etcd
 if (( PURGE )); then
   log "purging cluster state in $STATE_DIR (etcd data, pki, kubeconfig)"
   rm -rf "$STATE_DIR/etcd" "$STATE_DIR/pki" "$STATE_DIR/run" "$STATE_DIR/kwok" \
-         "$STATE_DIR/kubeconfig" "$STATE_DIR/egress-selector.yaml" "$STATE_DIR/env.sh" "$STATE_DIR/crds"
+         "$STATE_DIR/kubeconfig" "$STATE_DIR/egress-selector.yaml" "$STATE_DIR/env.sh" "$STATE_DIR/crds" \
+         "$STATE_DIR/ports"
 fi
 log "control plane stopped"

@@ -33,14 +33,37 @@ KWOK_BIN_DIR="$CACHE_DIR/kwok-$KWOK_VERSION"
 CERT_MANAGER_DIR="$CACHE_DIR/cert-manager-$CERT_MANAGER_VERSION"
 
 # ---- loopback endpoints (non-default ports) --------------------------------
+# Ports come in "slots", so that two checkouts on one machine (a developer's
+# and CI's fresh clone) can each run a control plane. Slot 0, the usual one:
+#   etcd 23790 (peer 23800), kube-apiserver 16443, kube-controller-manager
+#   16257, kube-scheduler 16259, kwok 16260.
+# Slot N (1..49): 20000+10N .. 20000+10N+5 in the same order.
+# up.sh keeps the slot recorded in .cluster/ports while any process of this
+# checkout runs; otherwise it takes the first slot, from the recorded one (or
+# 0) upwards, whose ports are all free, and records it. Other scripts read it.
 HOST="127.0.0.1"
-ETCD_CLIENT_PORT=23790
-ETCD_PEER_PORT=23800
-APISERVER_PORT=16443
-CONTROLLER_MANAGER_PORT=16257
-SCHEDULER_PORT=16259
-KWOK_PORT=16260                 # kwok's own metrics/health server
-SERVER_URL="https://$HOST:$APISERVER_PORT"
+PORTS_FILE="$STATE_DIR/ports"
+
+set_slot() {
+  PORT_SLOT="$1"
+  if (( PORT_SLOT == 0 )); then
+    ETCD_CLIENT_PORT=23790 ETCD_PEER_PORT=23800 APISERVER_PORT=16443
+    CONTROLLER_MANAGER_PORT=16257 SCHEDULER_PORT=16259 KWOK_PORT=16260
+  else
+    local base=$((20000 + 10 * PORT_SLOT))
+    ETCD_CLIENT_PORT=$base ETCD_PEER_PORT=$((base + 1)) APISERVER_PORT=$((base + 2))
+    CONTROLLER_MANAGER_PORT=$((base + 3)) SCHEDULER_PORT=$((base + 4)) KWOK_PORT=$((base + 5))
+  fi
+  SERVER_URL="https://$HOST:$APISERVER_PORT"
+}
+
+recorded_slot() {
+  local slot=""
+  [[ -s "$PORTS_FILE" ]] && slot="$(sed -n 's/^PORT_SLOT=\([0-9]*\)$/\1/p' "$PORTS_FILE")"
+  [[ "$slot" =~ ^[0-9]+$ ]] && echo "$slot" || echo 0
+}
+set_slot "$(recorded_slot)"
+
 SERVICE_CIDR="10.96.0.0/16"     # virtual addresses only; nothing is routed there
 CLUSTER_CIDR="10.244.0.0/16"
 NODE_NAME="kwok-node-0"
@@ -116,8 +139,20 @@ start_component() {
   local name="$1"; shift
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   # setsid: own session, so the caller's Ctrl-C or job control does not kill it.
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  # 8>&- 9>&-: the daemon must not inherit (and so hold forever) the script locks.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$RUN_DIR/$name.pid"
+}
+
+# lock_state: one state-changing script (up.sh, down.sh, apiserver.sh) at a
+# time per checkout; a second one waits for the first to finish.
+lock_state() {
+  mkdir -p "$RUN_DIR"
+  exec 8>"$RUN_DIR/lock"
+  if ! flock -n 8; then
+    log "waiting for another cluster script of this checkout to finish"
+    flock -w 1800 8 || die "timed out waiting for the lock $RUN_DIR/lock"
+  fi
 }
 
 # https_ok URL [CERT KEY]: true if URL answers 200 (TLS verified against our CA).
@@ -140,4 +175,39 @@ wait_until() {
     fi
     sleep 0.2
   done
+}
+
+# slot_free: true if no port of the current slot accepts connections.
+slot_free() {
+  local port
+  for port in $ETCD_CLIENT_PORT $ETCD_PEER_PORT $APISERVER_PORT $CONTROLLER_MANAGER_PORT \
+              $SCHEDULER_PORT $KWOK_PORT; do
+    port_busy "$port" && return 1
+  done
+  return 0
+}
+
+# choose_slot: (up.sh) keep the recorded slot while one of our processes runs,
+# else pick the first free slot from the recorded one upwards; record it.
+choose_slot() {
+  local name start slot
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+    if pid_alive "$name" || [[ -n "$(our_orphans "$name")" ]]; then
+      return 0
+    fi
+  done
+  start="$(recorded_slot)"
+  for ((slot = start; slot < 50; slot++)); do
+    set_slot "$slot"
+    if slot_free; then
+      if (( slot != start )); then
+        log "ports of slot $start are taken (another checkout's cluster?); using slot $slot: apiserver $SERVER_URL"
+      fi
+      mkdir -p "$STATE_DIR"
+      printf 'PORT_SLOT=%s\nAPISERVER_PORT=%s\nSERVER_URL=%s\n' "$PORT_SLOT" "$APISERVER_PORT" "$SERVER_URL" >"$PORTS_FILE"
+      return 0
+    fi
+  done
+  set_slot "$start"
+  log "no free port slot found; keeping slot $start"
 }

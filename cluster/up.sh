@@ -7,11 +7,15 @@
 #   kube-controller-manager (:16257) and kube-scheduler (:16259)
 #   kwok (:16260) playing the kubelet of one fake node, kwok-node-0: pods become
 #   Running/Ready, Job pods Succeeded, PVCs of the default StorageClass bind.
+# (Those are slot 0's ports; when another checkout's cluster holds them, up.sh
+# moves this one to a free slot: see lib.sh. .cluster/kubeconfig and
+# .cluster/ports always name the ports in use.)
 # Binaries come from cluster/build.sh (built once per machine into
 # ${XDG_CACHE_HOME:-$HOME/.cache}/tutor-contrib-eks/; the first build takes a while).
 #
 # State lives in the checkout's .cluster/ (gitignored):
 #   kubeconfig   admin kubeconfig (client cert in system:masters)
+#   ports        the port slot in use (PORT_SLOT, APISERVER_PORT, SERVER_URL)
 #   bin/         kubectl, kube-*, etcd, kwok symlinks: put "$PWD/.cluster/bin" first on PATH
 #   crds/        cert-manager's CRDs (symlink into the cache)
 #   env.sh       `source .cluster/env.sh` sets KUBECONFIG and PATH
@@ -29,6 +33,7 @@ source "$CLUSTER_DIR/components.sh"
 
 T0=$SECONDS
 mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$BIN_DIR"
+lock_state
 [[ "$(uname -s)" == Linux ]] || die "up: Linux only"
 command -v curl >/dev/null 2>&1 || die "up: curl not found (used for health checks)"
 
@@ -43,7 +48,8 @@ ln -sfn "$KWOK_BIN_DIR/kwok" "$BIN_DIR/kwok"
 ln -sfn "$CERT_MANAGER_DIR/crds" "$STATE_DIR/crds"
 KUBECTL=("$BIN_DIR/kubectl" --kubeconfig="$KUBECONFIG_FILE")
 
-# 2. certificates and kubeconfigs ----------------------------------------------
+# 2. ports, certificates and kubeconfigs ---------------------------------------
+choose_slot
 ensure_pki
 cat >"$STATE_DIR/env.sh" <<EOF
 # source this file: use the local control plane (written by cluster/up.sh)

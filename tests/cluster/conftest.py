@@ -50,8 +50,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPTS = REPO_ROOT / "cluster"
 STATE_DIR = REPO_ROOT / ".cluster"
 
-#: The kube-apiserver endpoint of cluster/lib.sh (loopback only).
-SERVER = "https://127.0.0.1:16443"
+#: The kube-apiserver endpoint of port slot 0 (cluster/lib.sh); up.sh may pick
+#: another slot when a different checkout's cluster holds these ports, and
+#: records the one in use in .cluster/ports: see :func:`server_url`.
+DEFAULT_SERVER = "https://127.0.0.1:16443"
 #: Kubernetes version pinned in cluster/lib.sh (read from there, not repeated).
 KUBE_VERSION: str = re.search(  # type: ignore[union-attr]
     r'^KUBE_VERSION="(v[0-9.]+)"', (CLUSTER_SCRIPTS / "lib.sh").read_text(), re.M
@@ -81,6 +83,18 @@ def _run_script(script: str, *args: str, timeout: float | None) -> str:
     return proc.stderr
 
 
+def server_url() -> str:
+    """The apiserver URL of this checkout's cluster (always https://127.0.0.1:PORT)."""
+    ports = STATE_DIR / "ports"
+    if ports.is_file():
+        found = re.search(
+            r"^SERVER_URL=(https://127\.0\.0\.1:[0-9]+)$", ports.read_text(), re.M
+        )
+        if found:
+            return found.group(1)
+    return DEFAULT_SERVER
+
+
 def apiserver_ready(timeout: float = 2.0) -> bool:
     """True if this checkout's kube-apiserver answers /readyz (admin client cert)."""
     pki = STATE_DIR / "pki"
@@ -90,7 +104,7 @@ def apiserver_ready(timeout: float = 2.0) -> bool:
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(str(crt), str(key))
     try:
-        url = f"{SERVER}/readyz"  # fixed https loopback URL
+        url = f"{server_url()}/readyz"  # https://127.0.0.1:PORT only
         with urllib.request.urlopen(url, context=ctx, timeout=timeout) as r:  # noqa: S310
             return bool(r.status == 200)
     except (OSError, urllib.error.URLError):
@@ -106,7 +120,7 @@ class Cluster:
     bin_dir: Path
     """``.cluster/bin``: kubectl, kube-apiserver, ..., etcd, kwok."""
     server: str
-    """``https://127.0.0.1:16443``."""
+    """``https://127.0.0.1:16443`` (another loopback port if that one was taken)."""
     crds_dir: Path
     """cert-manager's ``deploy/crds`` (plain CRD YAML files)."""
     ca_file: Path
@@ -254,7 +268,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         _session["handle"] = Cluster(
             kubeconfig=STATE_DIR / "kubeconfig",
             bin_dir=STATE_DIR / "bin",
-            server=SERVER,
+            server=server_url(),
             crds_dir=(STATE_DIR / "crds").resolve(),
             ca_file=STATE_DIR / "pki" / "ca.crt",
             version=KUBE_VERSION,
