@@ -187,12 +187,18 @@ slot_free() {
   return 0
 }
 
+record_slot() {
+  mkdir -p "$STATE_DIR"
+  printf 'PORT_SLOT=%s\nAPISERVER_PORT=%s\nSERVER_URL=%s\n' "$PORT_SLOT" "$APISERVER_PORT" "$SERVER_URL" >"$PORTS_FILE"
+}
+
 # choose_slot: (up.sh) keep the recorded slot while one of our processes runs,
 # else pick the first free slot from the recorded one upwards; record it.
 choose_slot() {
   local name start slot
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     if pid_alive "$name" || [[ -n "$(our_orphans "$name")" ]]; then
+      [[ -s "$PORTS_FILE" ]] || record_slot
       return 0
     fi
   done
@@ -203,8 +209,7 @@ choose_slot() {
       if (( slot != start )); then
         log "ports of slot $start are taken (another checkout's cluster?); using slot $slot: apiserver $SERVER_URL"
       fi
-      mkdir -p "$STATE_DIR"
-      printf 'PORT_SLOT=%s\nAPISERVER_PORT=%s\nSERVER_URL=%s\n' "$PORT_SLOT" "$APISERVER_PORT" "$SERVER_URL" >"$PORTS_FILE"
+      record_slot
       return 0
     fi
   done
