@@ -10,18 +10,23 @@ PYTEST_ARGS ?=
 # The local control plane's binaries (kubectl of the server's minor) come first.
 export PATH := $(CURDIR)/.cluster/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install test test-unit test-cluster test-lint test-types format bench demo cluster-up cluster-down clean
+.PHONY: help compile install test test-unit test-cluster test-lint test-types format bench demo cluster-up cluster-down clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	$(PY) -m pip install --quiet -e '.[dev]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv with the plugin (editable) and its test tools
+# Bytecode, as a pip-installed wheel has it (this machine sets PYTHONDONTWRITEBYTECODE,
+# and every `tutor` command imports the plugin).
+compile: $(VENV)/.installed
+	$(PY) -m compileall -q tutoreks
+
+install: $(VENV)/.installed compile ## Create .venv with the plugin (editable) and its test tools
 
 test: test-lint test-types cluster-up ## Run everything: lint, types, unit, render and cluster tests
 	$(PY) -m pytest $(PYTEST_ARGS)

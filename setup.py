@@ -27,7 +27,7 @@ setup(
     name="tutor-contrib-eks",
     version=ABOUT["__version__"],
     url="https://github.com/tutor-contrib-eks/tutor-contrib-eks",
-    license="AGPLv3",
+    license="AGPL-3.0-only",
     author="tutor-contrib-eks developers",
     description=(
         "Tutor plugin: deploy Open edX to Kubernetes (AWS EKS first) from CI, "
@@ -63,7 +63,6 @@ setup(
     classifiers=[
         "Development Status :: 4 - Beta",
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: GNU Affero General Public License v3",
         "Operating System :: OS Independent",
         "Programming Language :: Python",
         "Programming Language :: Python :: 3.10",

@@ -328,32 +328,3 @@ def diff_command(ctx: click.Context) -> None:
     else:
         raise EksError(f"`kubectl diff` failed (exit {code}); see its message above.")
     ctx.exit(code)
-
-
-# --- tutor k8s quickstart ------------------------------------------------------
-
-
-def install_quickstart_alias() -> None:
-    """``tutor k8s quickstart``: what CI scripts for older Tutor call; Tutor 22 named it
-    ``launch``. Same options, after a one-line note."""
-    from tutor.commands import k8s as tutor_k8s
-
-    if "quickstart" in tutor_k8s.k8s.commands:
-        return
-    launch = tutor_k8s.launch
-
-    @click.pass_context
-    def run(ctx: click.Context, /, **options: t.Any) -> None:
-        fmt.echo_alert(
-            "`tutor k8s quickstart` is now `tutor k8s launch`: running `tutor k8s launch`."
-        )
-        ctx.invoke(launch, **options)
-
-    tutor_k8s.k8s.add_command(
-        click.Command(
-            name="quickstart",
-            params=list(launch.params),
-            callback=run,
-            help="Alias of `tutor k8s launch` (its name before Tutor 18)",
-        )
-    )

@@ -19,6 +19,7 @@ root password into the init Job's arguments. With an environment selected:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import typing as t
 
@@ -35,6 +36,7 @@ CONFIGS = {
 }
 WORKLOAD_TEMPLATES = ("k8s/deployments.yml", "k8s/jobs.yml")
 CHECKSUM_ANNOTATION = "tutor-contrib-eks/config-checksum"
+FAST_LOADER: t.Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ENV_PREFIX = "TUTOREKS_"
 
 _cache: dict[str, t.Any] = {"renderer": None, "text": ""}
@@ -66,8 +68,7 @@ def init_tasks(tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:
     ]
 
 
-@jinja2.pass_context
-def eks_kustomize_patches(context: jinja2.runtime.Context) -> str:
+def kustomize_patches(context: jinja2.runtime.Context) -> str:
     """Template global: the kustomize patches of this module, as ``patches:`` items."""
     renderer = getattr(context.get("patch"), "__self__", None)
     if renderer is not None and _cache["renderer"] is renderer:
@@ -77,16 +78,30 @@ def eks_kustomize_patches(context: jinja2.runtime.Context) -> str:
     return text
 
 
+def rendered(context: jinja2.runtime.Context, template_name: str) -> str:
+    """A template rendered with the config of ``context``.
+
+    ``tutor config save`` renders Tutor's ``apps/`` and ``k8s/`` targets before
+    ``kustomization.yml``: a file this process has just written to env/ is read
+    back instead of being rendered a second time.
+    """
+    path = os.path.join(precedence.tutor_root(), "env", *template_name.split("/"))
+    try:
+        if os.stat(path).st_mtime >= precedence.STARTED:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    except OSError:
+        pass
+    return context.environment.get_template(template_name).render(context.get_all())
+
+
 def build_patches(context: jinja2.runtime.Context) -> str:
-    variables = context.get_all()
-    environment = context.environment
-    walk = environment.filters["walk_templates"]
+    walk = context.environment.filters["walk_templates"]
     checksum = hashlib.sha256()
     for folder in CONFIGS.values():
         for name in sorted(walk(folder)):
-            checksum.update(name.encode() + b"\0")
             checksum.update(
-                environment.get_template(name).render(variables).encode() + b"\0"
+                name.encode() + b"\0" + rendered(context, name).encode() + b"\0"
             )
     keys = secret_keys()
     patches: list[dict[str, str]] = []
@@ -103,7 +118,7 @@ def build_patches(context: jinja2.runtime.Context) -> str:
                 )
             }
         )
-    for workload in workloads(environment, variables):
+    for workload in workloads(context):
         spec = workload["spec"]["template"]["spec"]
         volumes = [
             {
@@ -143,14 +158,13 @@ def build_patches(context: jinja2.runtime.Context) -> str:
     return yaml.safe_dump(patches, sort_keys=False, width=1000)
 
 
-def workloads(
-    environment: jinja2.Environment, variables: dict[str, t.Any]
-) -> list[dict[str, t.Any]]:
+def workloads(context: jinja2.runtime.Context) -> list[dict[str, t.Any]]:
     """Tutor's Deployments and Jobs, plugins' included, rendered with this config."""
     found = []
     for template_name in WORKLOAD_TEMPLATES:
-        text = environment.get_template(template_name).render(variables)
-        for document in yaml.safe_load_all(text):
+        for document in yaml.load_all(
+            rendered(context, template_name), Loader=FAST_LOADER
+        ):
             if isinstance(document, dict) and document.get("kind") in (
                 "Deployment",
                 "Job",

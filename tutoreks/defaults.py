@@ -50,6 +50,15 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
 }
 
 
-def prefixed_defaults() -> list[tuple[str, t.Any]]:
+#: The keys that select an environment: the only ones defined while the plugin is
+#: inert (Tutor renders every default value on every config load).
+SELECTION_KEYS = ("ENVIRONMENT", "ENVIRONMENTS_ROOT")
+
+
+def prefixed_defaults(active: bool = True) -> list[tuple[str, t.Any]]:
     """The defaults as Tutor's CONFIG_DEFAULTS items, with the ``EKS_`` prefix."""
-    return [(f"EKS_{key}", value) for key, value in CONFIG_DEFAULTS.items()]
+    return [
+        (f"EKS_{key}", value)
+        for key, value in CONFIG_DEFAULTS.items()
+        if active or key in SELECTION_KEYS
+    ]

@@ -55,15 +55,8 @@ def public_hosts(config: t.Mapping[str, t.Any]) -> list[str]:
     return unique
 
 
-@jinja2.pass_context
-def eks_hosts(context: jinja2.runtime.Context) -> list[str]:
-    """Template global: :func:`public_hosts` of the config being rendered."""
-    return public_hosts(context.get_all())
-
-
-@jinja2.pass_context
-def eks_manifests(context: jinja2.runtime.Context) -> str:
-    """Template global: every manifest of the selected environment, rendered."""
+def render_all(context: jinja2.runtime.Context) -> str:
+    """Template global ``eks_manifests()``: every manifest of the selected environment, rendered."""
     resolution = precedence.current()
     if resolution is None:
         return ""

@@ -17,36 +17,49 @@ puts config.yml and env/ back as they were when a save fails.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import time
 import typing as t
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import click
 from tutor import config as tutor_config
 from tutor import fmt, serialize
 
-from . import defaults, environments, secrets
-from .environments import Environment
+from . import defaults
 from .exceptions import EksError
 
+# Everything else is imported where it is used: with no environment selected the
+# plugin's config hook must cost next to nothing (every `tutor` command runs it).
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from . import secrets
+    from .environments import Environment
+
 ENV_PREFIX = "TUTOR_"
+#: When the plugin was loaded: files of env/ newer than this were written by this process.
+STARTED = time.time()
 
 
-@dataclass
 class Resolution:
     """The outcome of one config load with an environment selected."""
 
-    environment: Environment
-    #: Values returned to Tutor through CONFIG_USER (layers 3 to 5).
-    values: dict[str, t.Any]
-    #: Where each of those values came from, for messages (never the value).
-    sources: dict[str, str]
-    #: Keys set both by the environment's config.yml and by a Secret.
-    conflicts: list[str] = field(default_factory=list)
-    #: What the Secrets provided (None when none were read).
-    secrets: secrets.SecretValues | None = None
+    def __init__(
+        self,
+        environment: Environment,
+        values: dict[str, t.Any],
+        sources: dict[str, str],
+        conflicts: list[str] | None = None,
+        secrets: secrets.SecretValues | None = None,
+    ) -> None:
+        self.environment = environment
+        #: Values returned to Tutor through CONFIG_USER (layers 3 to 5).
+        self.values = values
+        #: Where each of those values came from, for messages (never the value).
+        self.sources = sources
+        #: Keys set both by the environment's config.yml and by a Secret.
+        self.conflicts = conflicts or []
+        #: What the Secrets provided (None when none were read).
+        self.secrets = secrets
 
 
 class _State:
@@ -136,6 +149,8 @@ def config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
 
 def selected_environment(root_config: dict[str, t.Any]) -> tuple[str, Path]:
     """EKS_ENVIRONMENT and the resolved EKS_ENVIRONMENTS_ROOT: env var > root config > default."""
+    from pathlib import Path
+
     values = []
     for key in ("ENVIRONMENT", "ENVIRONMENTS_ROOT"):
         name = f"EKS_{key}"
@@ -143,7 +158,9 @@ def selected_environment(root_config: dict[str, t.Any]) -> tuple[str, Path]:
         if not found:
             value = root_config.get(name, defaults.CONFIG_DEFAULTS[key])
         values.append("" if value is None else str(value))
-    return values[0], environments.resolve_root(values[1])
+    # As environments.resolve_root, without importing it on the inert path.
+    root = Path(os.path.expanduser(values[1]))
+    return values[0], root if root.is_absolute() else Path(os.getcwd()) / root
 
 
 def resolve(root: str) -> Resolution | None:
@@ -162,6 +179,8 @@ def resolve(root: str) -> Resolution | None:
     cached = STATE.cache.get(cache_key)
     if cached is not None:
         return cached
+    from . import environments
+
     environment = environments.load(envs_root, name)
     resolution = build(environment, root_config)
     STATE.cache[cache_key] = resolution
@@ -169,6 +188,8 @@ def resolve(root: str) -> Resolution | None:
 
 
 def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution:
+    from . import environments, secrets
+
     config_display = f"{environment.display}/{environments.CONFIG_FILE}"
     values: dict[str, t.Any] = dict(environment.config)
     sources = {key: config_display for key in values}
@@ -272,6 +293,8 @@ def read_secrets(
     namespace: str, specs: list[secrets.SecretSpec], renames: dict[tuple[str, str], str]
 ) -> secrets.SecretValues:
     """Read the Secrets once per process; mask and report them."""
+    from . import secrets
+
     key = (
         namespace,
         tuple(specs),
@@ -302,12 +325,18 @@ def read_secrets(
 # --- the save guard -------------------------------------------------------
 
 
-@dataclass
 class _Snapshot:
-    root: str
-    config_bytes: bytes | None
-    env_existed: bool
-    backup: str | None
+    def __init__(
+        self,
+        root: str,
+        config_bytes: bytes | None,
+        env_existed: bool,
+        backup: str | None,
+    ) -> None:
+        self.root = root
+        self.config_bytes = config_bytes
+        self.env_existed = env_existed
+        self.backup = backup
 
 
 def install_save_guard() -> None:
@@ -374,6 +403,10 @@ def strip_injected(root: str, config: dict[str, t.Any]) -> None:
 
 def take_snapshot(root: str) -> None:
     """Keep config.yml and env/ so that a failed save can put them back."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     if STATE.snapshot is not None:
         return
     ctx = click.get_current_context(silent=True)
@@ -397,6 +430,8 @@ def mark_env_saved(_root_env: str, _config: dict[str, t.Any]) -> None:
 
 
 def finish_snapshot() -> None:
+    import shutil
+
     snapshot = STATE.snapshot
     STATE.snapshot = None
     if snapshot is None:
@@ -410,6 +445,9 @@ def finish_snapshot() -> None:
 
 
 def restore(snapshot: _Snapshot) -> None:
+    import shutil
+    from pathlib import Path
+
     path = tutor_config.config_path(snapshot.root)
     if snapshot.config_bytes is None:
         if os.path.exists(path):
