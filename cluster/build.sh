@@ -26,6 +26,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export GOTOOLCHAIN=local
+# Modules come from the module proxy only: drop a trailing ",direct" fallback
+# (it would fetch from version-control hosts when the proxy lacks something).
+GOPROXY="$(go env GOPROXY 2>/dev/null || true)"
+case "$GOPROXY" in
+  *,direct|*\|direct) GOPROXY="${GOPROXY%[,|]direct}" ;;
+esac
+export GOPROXY
 export CGO_ENABLED=0
 export GOFLAGS="-mod=mod -buildvcs=false"
 BUILD_P="${CLUSTER_BUILD_P:-2}"
@@ -68,7 +75,7 @@ build_kubernetes() {
   local out="$KUBE_BIN_DIR" src="$CACHE_DIR/src/kubernetes-$KUBE_VERSION"
   local logf="$LOG_DIR/build-kubernetes.log"
   complete "$out" && return 0
-  log "build kubernetes $KUBE_VERSION: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (first time only, ~20-30 min on 2 cores); log: $logf"
+  log "build kubernetes $KUBE_VERSION: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (first time only: about 5 min on 2 cores, more with a cold Go module cache); log: $logf"
   : >"$logf"
   local gomod staging_ver major minor
   gomod="$(go_mod_field "k8s.io/kubernetes@$KUBE_VERSION" GoMod)"
@@ -102,7 +109,7 @@ build_kubernetes() {
   log "build kubernetes: resolving modules (go get)"
   (cd "$src" && go get "${pkgs[@]/%/@$KUBE_VERSION}") >>"$logf" 2>&1 \
     || die "build kubernetes: go get failed (see $logf)"
-  grep -q "^require k8s.io/kubernetes $KUBE_VERSION\$\|k8s.io/kubernetes $KUBE_VERSION" "$src/go.mod" \
+  grep -qE "^(require )?[[:space:]]*k8s.io/kubernetes $KUBE_VERSION( |\$)" "$src/go.mod" \
     || die "build kubernetes: go get moved k8s.io/kubernetes off $KUBE_VERSION"
 
   local vflags="" p date

@@ -114,6 +114,9 @@ ensure_apiserver_clients() {
 }
 
 # ---- start functions (detached; see start_component in lib.sh) --------------
+# --unsafe-no-fsync: this is a disposable test cluster; skipping fsync makes
+# every write (and so every test) faster. Data survives a clean stop, not a
+# machine crash.
 start_etcd() {
   mkdir -p "$ETCD_DATA_DIR"; chmod 700 "$ETCD_DATA_DIR"
   start_component etcd "$ETCD_BIN_DIR/etcd" \

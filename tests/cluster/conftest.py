@@ -13,8 +13,11 @@ Lifecycle (the choice made here):
 * Otherwise the fixture runs ``bash cluster/up.sh`` (the very first run on a
   machine builds the binaries, see ``cluster/build.sh``) and runs
   ``bash cluster/down.sh`` at the end of the session, so a test run leaves no
-  process behind (another clone on the same machine would find its ports
-  taken). Set ``TUTOR_EKS_KEEP_CLUSTER=1`` to keep it running anyway.
+  process behind. Set ``TUTOR_EKS_KEEP_CLUSTER=1`` to keep it running anyway.
+
+Everything listens on 127.0.0.1 only; ``Cluster.server`` is the apiserver URL
+in use (``https://127.0.0.1:16443`` unless another checkout's cluster holds that
+port, see ``cluster/lib.sh``).
 
 Using it from other test directories: this conftest only serves ``tests/cluster/``.
 Elsewhere, import the fixture into a conftest above those tests, e.g.
@@ -22,9 +25,9 @@ Elsewhere, import the fixture into a conftest above those tests, e.g.
 
     from tests.cluster.conftest import Cluster, cluster  # noqa: F401
 
-(``tests/`` and ``tests/cluster/`` are packages). Do not
-name this module in ``pytest_plugins``: pytest also loads it as a conftest and
-refuses to register it twice. Imported several times, the fixture still makes
+(``tests/`` and ``tests/cluster/`` are packages). Do not name this module in
+``pytest_plugins``: pytest also loads it as a conftest and refuses to register
+it twice. Imported several times, the fixture still makes
 one control plane per session (see ``_session``). Tests needing it should carry
 ``pytest.mark.cluster``.
 """
@@ -235,7 +238,12 @@ class Cluster:
         _run_script("apiserver.sh", "stop", timeout=60)
 
     def start_apiserver(self) -> None:
-        """Start the kube-apiserver again; returns once /readyz answers 200."""
+        """Start the kube-apiserver again; returns once /readyz answers 200.
+
+        The controller-manager, scheduler and kwok are restarted with it (see
+        ``cluster/apiserver.sh``), so Deployments, Jobs and new namespaces work
+        at once afterwards.
+        """
         _run_script("apiserver.sh", "start", timeout=180)
         if not apiserver_ready():
             raise ClusterError("kube-apiserver started but /readyz does not answer")
