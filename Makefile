@@ -53,6 +53,8 @@ demo: install cluster-up ## Deploy environments/dev with tutor k8s launch on the
 
 bench: install cluster-up ## Benchmarks against same-run baselines; writes BENCHMARKS.md
 	command -v jq >/dev/null || (apt-get update -qq && apt-get install -y -qq jq)
+	test -x $(VENV)/awscli/bin/aws || ($(PYTHON) -m venv $(VENV)/awscli && $(VENV)/awscli/bin/pip install --quiet awscli)
+	$(PY) -m compileall -q tutoreks
 	$(PY) bench/run.py
 
 cluster-up: install ## Start the local control plane (builds and caches it the first time); writes .cluster/kubeconfig
