@@ -250,3 +250,50 @@ def fail_unless_secret_in(value: str, text: str, where: str) -> None:
         pytest.fail(
             f"the Secret value did not arrive unchanged in {where}", pytrace=False
         )
+
+
+def put_secret(
+    control_plane: Cluster,
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    *,
+    replace: bool = False,
+) -> None:
+    """Apply a Secret from plain values (stringData, through stdin): its keys are
+    added or changed, or with ``replace`` the Secret holds exactly these."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data,
+    }
+    if replace:
+        control_plane.kubectl(
+            "delete", "secret", name, "-n", namespace, "--ignore-not-found"
+        )
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def assert_start_changes_nothing(project: Project, control_plane: Cluster) -> None:
+    """`kubectl diff` of what `tutor k8s start` applies (jobs and namespace excluded) is empty."""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(project.root / "env")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=control_plane.env(),
+    ).stdout
+    applied = [
+        doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc
+        and (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+        not in ("job", "namespace")
+    ]
+    diff = control_plane.kubectl(
+        "diff", "-f", "-", input=yaml.safe_dump_all(applied), check=False
+    )
+    assert diff.returncode == 0, (
+        f"kubectl diff found changes:\n{diff.stdout[-3000:]}{diff.stderr[-2000:]}"
+    )

@@ -6,14 +6,13 @@ control plane (marker `cluster`)."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
 
 import pytest
 
-from .conftest import Project, fail_if_secret_in, use_cluster
+from .conftest import Project, fail_if_secret_in, put_secret, use_cluster
 
 
 @dataclass
@@ -261,19 +260,6 @@ def params() -> list[object]:
     ]
 
 
-def put_secret(
-    cluster: object, namespace: str, name: str, data: dict[str, str]
-) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "stringData": data,
-    }
-    cluster.kubectl("delete", "secret", name, "-n", namespace, "--ignore-not-found")  # type: ignore[attr-defined]
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("case", params())
 def test_bad_input_is_clear_and_changes_nothing(
     project: Project, case: Case, request: pytest.FixtureRequest
@@ -303,7 +289,7 @@ def test_bad_input_is_clear_and_changes_nothing(
         project.environ["TUTOR_EKS_SECRETS"] = '["mysql-root", "mysql-openedx"]'
         use_cluster(project, cluster)
         for name, data in GOOD_SECRETS.items():
-            put_secret(cluster, namespace, name, data)
+            put_secret(cluster, namespace, name, data, replace=True)
         if env.get("KUBECONFIG") == "stranger":
             env["KUBECONFIG"] = str(
                 cluster.service_account_kubeconfig(namespace, "stranger")
@@ -321,7 +307,7 @@ def test_bad_input_is_clear_and_changes_nothing(
         if change is None:
             cluster.kubectl("delete", "secret", name, "-n", namespace)
         else:
-            put_secret(cluster, namespace, name, change)
+            put_secret(cluster, namespace, name, change, replace=True)
     result = project.tutor(*case.command, *case.args, env=env, check=False)
 
     output = result.stdout + result.stderr

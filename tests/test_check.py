@@ -10,22 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from .cluster.conftest import Cluster
-from .conftest import Project, fail_if_secret_in, use_cluster
+from .conftest import Project, fail_if_secret_in, put_secret, use_cluster
 from .services import Service, free_port, s3_client
 
 pytestmark = pytest.mark.cluster
-
-
-def put_secret(
-    cluster: Cluster, namespace: str, name: str, data: dict[str, str]
-) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "stringData": data,
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
 @pytest.fixture

@@ -3,16 +3,19 @@ identity that holds only the RBAC `tutor eks rbac` prints."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from .cluster.conftest import Cluster
-from .conftest import Project, fail_if_secret_in, use_cluster
+from .conftest import (
+    Project,
+    assert_start_changes_nothing,
+    fail_if_secret_in,
+    put_secret,
+    use_cluster,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -46,13 +49,7 @@ def test_launch_as_least_privileged_ci_identity(
         "unrelated": {"TOKEN": uuid.uuid4().hex},
     }
     for name, data in secrets.items():
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
-            "stringData": data,
-        }
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        put_secret(cluster, namespace, name, data)
     rbac = project.tutor(
         "eks", "rbac", "--service-account", f"{namespace}:deployer"
     ).stdout
@@ -84,26 +81,7 @@ def test_launch_as_least_privileged_ci_identity(
 
         # A second deploy with no change changes nothing.
         project.tutor("k8s", "start")
-        rendered = subprocess.run(
-            ["kubectl", "kustomize", str(project.root / "env")],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=cluster.env(),
-        ).stdout
-        applied = [
-            doc
-            for doc in yaml.safe_load_all(rendered)
-            if doc
-            and (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
-            not in ("job", "namespace")
-        ]
-        diff = cluster.kubectl(
-            "diff", "-f", "-", input=yaml.safe_dump_all(applied), check=False
-        )
-        assert diff.returncode == 0, (
-            f"kubectl diff found changes:\n{diff.stdout[-3000:]}{diff.stderr[-2000:]}"
-        )
+        assert_start_changes_nothing(project, cluster)
         assert project.tutor("eks", "diff").returncode == 0
 
         # A change in the environment shows in `tutor eks diff` (exit 1), as the CI identity.
@@ -158,13 +136,7 @@ def test_launch_as_least_privileged_ci_identity(
             "template"
         ]["metadata"]["annotations"]
         rotated = {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex}
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "mysql-openedx", "namespace": namespace},
-            "stringData": rotated,
-        }
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        put_secret(cluster, namespace, "mysql-openedx", rotated)
         project.tutor("config", "save")
         project.tutor("k8s", "start")
         after = cluster.get_json("deployment", "lms", "-n", namespace)["spec"][

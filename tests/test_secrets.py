@@ -23,6 +23,7 @@ from .conftest import (
     Project,
     fail_if_secret_in,
     fail_unless_secret_in,
+    put_secret,
     use_cluster,
 )
 
@@ -31,18 +32,6 @@ pytestmark = pytest.mark.cluster
 ROOT_PASSWORD = "yes"
 OPENEDX_PASSWORD = "0pen{{ 7*7 }}%{% x %}edx"
 REDIS_PASSWORD = "redis-Pa55-w0rd"
-
-
-def create_secret(
-    cluster: Cluster, namespace: str, name: str, data: dict[str, str]
-) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "stringData": data,
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
 @pytest.fixture
@@ -60,7 +49,7 @@ def deployed(project: Project, cluster: Cluster, namespace: str) -> Project:
         "environments/dev/config.yml",
         f"LMS_HOST: lms.dev.example.com\nK8S_NAMESPACE: {namespace}\nPLATFORM_NAME: Dev\n",
     )
-    create_secret(
+    put_secret(
         cluster,
         namespace,
         "mysql-root",
@@ -71,7 +60,7 @@ def deployed(project: Project, cluster: Cluster, namespace: str) -> Project:
             "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD,
         },
     )
-    create_secret(
+    put_secret(
         cluster,
         namespace,
         "mysql-openedx",
@@ -80,7 +69,7 @@ def deployed(project: Project, cluster: Cluster, namespace: str) -> Project:
             "OPENEDX_MYSQL_PASSWORD": OPENEDX_PASSWORD,
         },
     )
-    create_secret(
+    put_secret(
         cluster,
         namespace,
         "redis",
@@ -153,7 +142,7 @@ def test_step4_secret_beats_environment_and_tutor_variable_beats_secret(
 
 
 def test_renames(deployed: Project, cluster: Cluster, namespace: str) -> None:
-    create_secret(
+    put_secret(
         cluster,
         namespace,
         "smtp",
@@ -212,7 +201,7 @@ def test_faults_are_clear_and_change_nothing(
     if case == "missing-secret":
         cluster.kubectl("delete", "secret", "mysql-openedx", "-n", namespace)
     elif case == "missing-key":
-        create_secret(cluster, namespace, "mysql-root", {"MYSQL_HOST": "h"})
+        put_secret(cluster, namespace, "mysql-root", {"MYSQL_HOST": "h"})
         cluster.kubectl(
             "patch",
             "secret",
@@ -224,7 +213,7 @@ def test_faults_are_clear_and_change_nothing(
             '[{"op":"remove","path":"/data/MYSQL_ROOT_PASSWORD"}]',
         )
     elif case == "bad-value":
-        create_secret(
+        put_secret(
             cluster, namespace, "redis", {"REDIS_HOST": "h", "REDIS_PASSWORD": 'a"b$c'}
         )
     elif case == "bad-kubeconfig":
@@ -234,7 +223,7 @@ def test_faults_are_clear_and_change_nothing(
     elif case == "no-kubeconfig":
         env["KUBECONFIG"] = str(deployed.path / "nowhere")
     elif case == "bad-port":
-        create_secret(
+        put_secret(
             cluster,
             namespace,
             "mysql-root",
