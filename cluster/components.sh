@@ -73,8 +73,12 @@ ensure() {
   ENSURE_STARTED=1
   "$startfn"
   local deadline=$((SECONDS + timeout))
+  local pid
+  pid="$(cat "$RUN_DIR/$name.pid")"
   until "$probe"; do
-    if ! pid_alive "$name"; then
+    # kill -0, not pid_alive: just after the fork, /proc/PID/cmdline can still
+    # be the shell's, before the exec of the component.
+    if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 20 "$LOG_DIR/$name.log" >&2 || true
       die "$name exited during startup (log: $LOG_DIR/$name.log)"
     fi
