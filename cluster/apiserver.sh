@@ -21,14 +21,17 @@ case "${1:-}" in
     lock_state
     stop_component kube-apiserver 5
     kill_orphans kube-apiserver
-    wait_until 15 "kube-apiserver shutdown (port $APISERVER_PORT still open)" eval '! port_busy $APISERVER_PORT'
+    apiserver_port_closed() { ! port_busy "$APISERVER_PORT"; }
+    wait_until 15 "kube-apiserver shutdown (port $APISERVER_PORT still open)" apiserver_port_closed
     log "kube-apiserver stopped"
     ;;
   start)
     lock_state
     [[ -s "$PKI_DIR/ca.crt" && -x "$KUBE_BIN_DIR/kube-apiserver" ]] \
       || die "kube-apiserver: no cluster here yet; run 'bash cluster/up.sh' first"
-    pid_alive etcd && etcd_healthy || die "kube-apiserver: etcd is not running; run 'bash cluster/up.sh'"
+    if ! { pid_alive etcd && etcd_healthy; }; then
+      die "kube-apiserver: etcd is not running; run 'bash cluster/up.sh'"
+    fi
     ensure kube-apiserver apiserver_ready 90 start_apiserver "$APISERVER_PORT"
     if (( ENSURE_STARTED )); then
       stop_apiserver_clients

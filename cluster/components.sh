@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # cluster/components.sh: how each control-plane process is started and probed.
 #
 # Sourced by cluster/up.sh and cluster/apiserver.sh after cluster/lib.sh.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # cluster/lib.sh: pins, paths and helpers shared by the control-plane scripts.
 #
 # Sourced (not run) by cluster/build.sh, cluster/up.sh, cluster/down.sh and

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # cluster/pki.sh: the control plane's CA, certificates, keys and kubeconfigs.
 #
 # Sourced by cluster/up.sh after cluster/lib.sh. ensure_pki creates, with
