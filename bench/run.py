@@ -195,7 +195,7 @@ def bench_overhead(work: Path) -> Row:
     base, cand = compare(
         (cmd, environ(TUTOR_ROOT=str(plain)), work),
         (cmd, environ(TUTOR_ROOT=str(inert)), work),
-        rounds=max(ROUNDS, 15),
+        rounds=max(ROUNDS * 3, 31),
     )
     ratio = cand / base
     return Row(
@@ -425,7 +425,7 @@ def bench_environments(work: Path) -> Row:
         )
 
     base, cand = compare(
-        (cmd, env_for(one), work), (cmd, env_for(hundred), work), rounds=max(ROUNDS, 15)
+        (cmd, env_for(one), work), (cmd, env_for(hundred), work), rounds=max(ROUNDS * 3, 31)
     )
     ratio = cand / base
     return Row(
