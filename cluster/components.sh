@@ -237,6 +237,11 @@ start_scheduler() {
 
 start_kwok() {
   mkdir -p "$STATE_DIR/kwok"
+  # A new kwok process has a new holder identity: it would wait for the node
+  # Lease of the previous one to expire (~40 s) before acting on any pod.
+  # Hand it over at once by deleting that Lease (kwok recreates it).
+  "$KUBE_BIN_DIR/kubectl" --kubeconfig="$KUBECONFIG_FILE" -n kube-node-lease \
+    delete lease "$NODE_NAME" --ignore-not-found --wait=false >>"$LOG_DIR/kwok.log" 2>&1 || true
   export KWOK_WORKDIR="$STATE_DIR/kwok"
   start_component kwok "$KWOK_BIN_DIR/kwok" \
     --kubeconfig="$PKI_DIR/kwok.kubeconfig" \
