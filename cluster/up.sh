@@ -61,7 +61,9 @@ EOF
 preflight_ports
 ensure etcd etcd_healthy 30 start_etcd "$ETCD_CLIENT_PORT"
 ensure kube-apiserver apiserver_ready 90 start_apiserver "$APISERVER_PORT"
-(( ENSURE_STARTED )) && stop_apiserver_clients
+if (( ENSURE_STARTED )); then
+  stop_apiserver_clients
+fi
 
 # 4. bootstrap objects (server-side apply: idempotent, no size limit on CRDs) --
 log "applying bootstrap objects and cert-manager $CERT_MANAGER_VERSION CRDs"
