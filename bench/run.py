@@ -425,7 +425,9 @@ def bench_environments(work: Path) -> Row:
         )
 
     base, cand = compare(
-        (cmd, env_for(one), work), (cmd, env_for(hundred), work), rounds=max(ROUNDS * 3, 31)
+        (cmd, env_for(one), work),
+        (cmd, env_for(hundred), work),
+        rounds=max(ROUNDS * 3, 31),
     )
     ratio = cand / base
     return Row(
@@ -579,10 +581,14 @@ def write(rows: list[Row]) -> None:
         "| benchmark | baseline | candidate | baseline (s) | candidate (s) | ratio | target | met |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
     for r in rows:
         met = "reported" if r.met is None else ("yes" if r.met else "**no**")
         lines.append(
-            f"| {r.name} | {r.baseline} | {r.candidate} | {r.base_s:.3f} | {r.cand_s:.3f} | {r.ratio:.2f} | {r.target} | {met} |"
+            f"| {cell(r.name)} | {cell(r.baseline)} | {cell(r.candidate)} | {r.base_s:.3f} | {r.cand_s:.3f} | {r.ratio:.2f} | {r.target} | {met} |"
         )
     (REPO / "BENCHMARKS.md").write_text(
         "\n".join(lines) + "\n" + NOTES, encoding="utf-8"
