@@ -138,6 +138,13 @@ def compare(
     return statistics.median(base), statistics.median(cand)
 
 
+def save(work: Path, env: dict[str, str]) -> None:
+    """`tutor config save` (setup, not measured)."""
+    subprocess.run(
+        [TUTOR, "config", "save"], env=env, cwd=work, check=True, capture_output=True
+    )
+
+
 def make_root(path: Path, plugins: list[str], extra: str = "") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.yml").write_text(
@@ -184,13 +191,7 @@ def bench_overhead(work: Path) -> Row:
     plain = make_root(work / "plain", [])
     inert = make_root(work / "inert", ["eks"])
     for root in (plain, inert):
-        subprocess.run(
-            [TUTOR, "config", "save"],
-            env=environ(TUTOR_ROOT=str(root)),
-            cwd=work,
-            check=True,
-            capture_output=True,
-        )
+        save(work, environ(TUTOR_ROOT=str(root)))
     cmd = [TUTOR, "config", "printvalue", "LMS_HOST"]
     base, cand = compare(
         (cmd, environ(TUTOR_ROOT=str(plain)), work),
@@ -407,13 +408,7 @@ def bench_environments(work: Path) -> Row:
                 encoding="utf-8",
             )
     root = make_root(work / "envs-root", ["eks"])
-    subprocess.run(
-        [TUTOR, "config", "save"],
-        env=environ(TUTOR_ROOT=str(root)),
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
+    save(work, environ(TUTOR_ROOT=str(root)))
     cmd = [TUTOR, "config", "printvalue", "LMS_HOST"]
 
     def env_for(envs_root: Path) -> dict[str, str]:
@@ -463,13 +458,7 @@ def bench_secret_count(work: Path, namespace: str) -> Row:
             TUTOR_EKS_SECRETS=json.dumps(sorted(many)[:count]),
         )
 
-    subprocess.run(
-        [TUTOR, "config", "save"],
-        env=env_for(4),
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
+    save(work, env_for(4))
     base, cand = compare((cmd, env_for(4), work), (cmd, env_for(40), work))
     ratio = cand / base
     return Row(
