@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import typing as t
 import uuid
@@ -177,3 +178,24 @@ def test_missing_secret_is_a_failed_check(
     assert code == 1
     assert rows["secrets"]["ok"] is False
     assert f"Secret {namespace}/mysql-openedx not found" in rows["secrets"]["detail"]
+
+
+def test_s3_with_the_ambient_credentials(
+    checked: tuple[Project, str], cluster: Cluster
+) -> None:
+    """No key in the Secret: boto3's own chain (on EKS, the pod's IRSA role; here the
+    standard AWS variables) reaches the bucket."""
+    project, namespace = checked
+    secret = cluster.get_json("secret", "s3-openedx-storage", "-n", namespace)
+    data = {
+        k: base64.b64decode(v).decode()
+        for k, v in secret["data"].items()
+        if not k.startswith("OPENEDX_AWS")
+    }
+    put_secret(cluster, namespace, "s3-openedx-storage", data, replace=True)
+    project.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    code, rows, output = run_check(project)
+    assert code == 0, output
+    assert (
+        "reachable with the ambient AWS credentials (IRSA role)" in rows["s3"]["detail"]
+    )
