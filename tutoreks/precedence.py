@@ -429,7 +429,24 @@ def mark_env_saved(_root_env: str, _config: dict[str, t.Any]) -> None:
     STATE.env_saved = True
 
 
+def failing() -> bool:
+    """Whether the command is ending with an error (called while click closes it)."""
+    import sys
+
+    error = sys.exc_info()[1]
+    if error is None:
+        return False
+    if isinstance(error, click.exceptions.Exit):
+        return error.exit_code != 0
+    if isinstance(error, SystemExit):
+        return error.code not in (0, None)
+    return True
+
+
 def finish_snapshot() -> None:
+    """When the command ends: put config.yml and env/ back if it failed before env/
+    was completely written (a command that saves config.yml alone, such as
+    ``tutor plugins index add``, and succeeds, keeps what it wrote)."""
     import shutil
 
     snapshot = STATE.snapshot
@@ -437,7 +454,7 @@ def finish_snapshot() -> None:
     if snapshot is None:
         return
     try:
-        if not STATE.env_saved:
+        if failing() and not STATE.env_saved:
             restore(snapshot)
     finally:
         if snapshot.backup:
