@@ -31,7 +31,7 @@ def render(value: str) -> str:
 @example(value="\U0001f393é", key="MYSQL_ROOT_PASSWORD")
 def test_arrives_exactly_or_is_refused_cleanly(value: str, key: str) -> None:
     try:
-        secrets.check_value(key, value, f"my-secret/{key}", "ns")
+        secrets.check_value(key, value, f"Secret ns/my-secret key {key}")
     except EksError as e:
         message = str(e)
         assert message.startswith(

@@ -145,7 +145,7 @@ def secrets_command(context: t.Any) -> None:
         rows.append(
             (
                 key,
-                provided.origins[key],
+                provided.origin(key),
                 str(len(provided.values[key])),
                 "; ".join(note),
             )

@@ -47,11 +47,7 @@ def secret_keys() -> dict[str, tuple[str, str]]:
     resolution = precedence.current()
     if resolution is None or resolution.secrets is None:
         return {}
-    keys: dict[str, tuple[str, str]] = {}
-    for key, origin in resolution.secrets.origins.items():
-        secret, _, data_key = origin.partition("/")
-        keys[key] = (secret, data_key)
-    return keys
+    return dict(resolution.secrets.origins)
 
 
 def init_tasks(tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -68,14 +68,6 @@ class Environment:
         ]
 
 
-def resolve_root(setting: str, cwd: str | None = None) -> Path:
-    """``EKS_ENVIRONMENTS_ROOT``: absolute, or relative to the working directory."""
-    path = Path(os.path.expanduser(setting))
-    if not path.is_absolute():
-        path = Path(cwd or os.getcwd()) / path
-    return path
-
-
 def display_path(path: Path, cwd: str | None = None) -> str:
     """A path as the user typed it: relative to the working directory where it can."""
     try:

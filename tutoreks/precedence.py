@@ -158,7 +158,7 @@ def selected_environment(root_config: dict[str, t.Any]) -> tuple[str, Path]:
         if not found:
             value = root_config.get(name, defaults.CONFIG_DEFAULTS[key])
         values.append("" if value is None else str(value))
-    # As environments.resolve_root, without importing it on the inert path.
+    # EKS_ENVIRONMENTS_ROOT is absolute, or relative to the working directory.
     root = Path(os.path.expanduser(values[1]))
     return values[0], root if root.is_absolute() else Path(os.getcwd()) / root
 
@@ -251,23 +251,22 @@ def build(environment: Environment, root_config: dict[str, t.Any]) -> Resolution
         provided = read_secrets(namespace, specs, renames)
         tutor_defaults: dict[str, t.Any] | None = None
         for key, text in provided.values.items():
-            origin = provided.origins[key]
-            secrets.check_value(key, text, origin, namespace)
+            where = provided.where(key)
+            secrets.check_value(key, text, where)
             if tutor_defaults is None:
                 tutor_defaults = tutor_config.load_defaults()
-            where = f"Secret {namespace}/{origin.split('/')[0]} key {origin.split('/', 1)[1]}"
             value = secrets.typed(key, text, tutor_defaults.get(key), where)
             if key in environment.config:
                 conflicts.append(key)
             values[key] = (
                 secrets.jinja_literal(value) if isinstance(value, str) else value
             )
-            sources[key] = f"Secret {namespace}/{origin}"
+            sources[key] = f"Secret {namespace}/{provided.origin(key)}"
             switch = secrets.ENDPOINT_SWITCHES.get(key)
             if switch:
                 values[switch] = False
                 sources[switch] = (
-                    f"{key} from Secret {namespace}/{origin.split('/')[0]}"
+                    f"{key} from Secret {namespace}/{provided.origins[key][0]}"
                 )
         if conflicts:
             fmt.echo_alert(

@@ -70,10 +70,19 @@ class SecretValues:
 
     namespace: str
     values: dict[str, str] = field(default_factory=dict)
-    #: Tutor key -> "secret/key"
-    origins: dict[str, str] = field(default_factory=dict)
+    #: Tutor key -> (Secret name, data key)
+    origins: dict[str, tuple[str, str]] = field(default_factory=dict)
     missing_optional: list[str] = field(default_factory=list)
     found: list[str] = field(default_factory=list)
+
+    def origin(self, key: str) -> str:
+        """``secret/data-key`` of a Tutor key, for tables."""
+        return "/".join(self.origins[key])
+
+    def where(self, key: str) -> str:
+        """``Secret namespace/name key data-key``, the start of every message about it."""
+        secret, data_key = self.origins[key]
+        return f"Secret {self.namespace}/{secret} key {data_key}"
 
 
 def parse_specs(setting: t.Any, source: str) -> list[SecretSpec]:
@@ -173,14 +182,14 @@ def fetch(
                 raise EksError(f"{where}: the value is not UTF-8 text.") from e
             if key in result.origins:
                 raise EksError(
-                    f"{where}: {key} is also provided by {result.origins[key]}; keep one."
+                    f"{where}: {key} is also provided by {result.origin(key)}; keep one."
                 )
             result.values[key] = value
-            result.origins[key] = f"{spec.name}/{data_key}"
+            result.origins[key] = (spec.name, data_key)
         for required in REQUIRED_KEYS.get(spec.name, ()):
             if (
                 required not in result.values
-                or result.origins[required].split("/")[0] != spec.name
+                or result.origins[required][0] != spec.name
             ):
                 raise EksError(
                     f"Secret {namespace}/{spec.name} has no key {required} (needed by the Secret contract)."
@@ -189,7 +198,7 @@ def fetch(
         if endpoint in result.values:
             for need in needs:
                 if need not in result.values:
-                    secret_name = result.origins[endpoint].split("/")[0]
+                    secret_name = result.origins[endpoint][0]
                     raise EksError(
                         f"Secret {namespace}/{secret_name} provides {endpoint} but no Secret provides {need}."
                     )
@@ -207,9 +216,10 @@ def _printable(ch: str) -> bool:
     )
 
 
-def check_value(key: str, value: str, origin: str, namespace: str) -> None:
-    """Refuse a value Tutor's templates cannot hold; name the key, never the value."""
-    where = f"Secret {namespace}/{origin.split('/')[0]} key {origin.split('/', 1)[1]} ({key})"
+def check_value(key: str, value: str, source: str) -> None:
+    """Refuse a value Tutor's templates cannot hold; name the key, never the value.
+    ``source`` is :meth:`SecretValues.where` of the key."""
+    where = f"{source} ({key})"
     if not all(map(_printable, value)):
         raise EksError(
             f"{where}: the value contains a newline, control or non-printable character, "
