@@ -297,3 +297,22 @@ def assert_start_changes_nothing(project: Project, control_plane: Cluster) -> No
     assert diff.returncode == 0, (
         f"kubectl diff found changes:\n{diff.stdout[-3000:]}{diff.stderr[-2000:]}"
     )
+
+
+def delete_deployment(control_plane: Cluster, namespace: str) -> None:
+    """Remove what a deploy to ``namespace`` left: its cluster-scoped issuer and RBAC, and the namespace."""
+    control_plane.kubectl(
+        "delete",
+        "clusterissuers.cert-manager.io",
+        f"{namespace}-acme",
+        "--ignore-not-found",
+        check=False,
+    )
+    control_plane.kubectl(
+        "delete",
+        "clusterrolebinding,clusterrole",
+        f"tutor-eks-deployer-{namespace}",
+        "--ignore-not-found",
+        check=False,
+    )
+    control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

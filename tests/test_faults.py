@@ -13,6 +13,7 @@ from .conftest import (
     TUTOR,
     Project,
     assert_start_changes_nothing,
+    delete_deployment,
     put_secret,
     use_cluster,
 )
@@ -69,11 +70,4 @@ def test_api_server_restarted_during_start_then_rerun_converges(
     finally:
         if not cluster.apiserver_ready():
             cluster.start_apiserver()
-        cluster.kubectl(
-            "delete",
-            "clusterissuers.cert-manager.io",
-            f"{namespace}-acme",
-            "--ignore-not-found",
-            check=False,
-        )
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        delete_deployment(cluster, namespace)

@@ -12,6 +12,7 @@ from .cluster.conftest import Cluster
 from .conftest import (
     Project,
     assert_start_changes_nothing,
+    delete_deployment,
     fail_if_secret_in,
     put_secret,
     use_cluster,
@@ -163,18 +164,4 @@ def test_launch_as_least_privileged_ci_identity(
         assert can_i(cluster, ci, "create", "deployments", "-n", "default") == "no"
         assert can_i(cluster, ci, "get", "secret/mysql-root", "-n", namespace) == "yes"
     finally:
-        cluster.kubectl(
-            "delete",
-            "clusterissuers.cert-manager.io",
-            f"{namespace}-acme",
-            "--ignore-not-found",
-            check=False,
-        )
-        cluster.kubectl(
-            "delete",
-            "clusterrolebinding,clusterrole",
-            f"tutor-eks-deployer-{namespace}",
-            "--ignore-not-found",
-            check=False,
-        )
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        delete_deployment(cluster, namespace)
