@@ -46,8 +46,10 @@ class Project:
         (self.root / "config.yml").write_text("PLUGINS:\n- eks\n", encoding="utf-8")
         self.environ = clean_environ()
         self.environ["TUTOR_ROOT"] = str(self.root)
-        # No Kubernetes Secrets unless a test asks for them (test_secrets.py).
+        # No Kubernetes Secrets and no state Secret unless a test asks for them
+        # (test_secrets.py, test_state.py): nothing reads the cluster.
         self.environ["TUTOR_EKS_SECRETS"] = "[]"
+        self.environ["TUTOR_EKS_STATE_SECRET"] = ""
 
     def write(self, relative: str, text: str) -> Path:
         path = self.path / relative

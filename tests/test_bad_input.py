@@ -80,7 +80,7 @@ CASES = [
     Case(
         "settings-not-object",
         {"environments/dev/settings_merge.json": "[1, 2]"},
-        r"environments/dev/settings_merge\.json: must be a JSON object",
+        r"environments/dev/settings_merge\.json: must be a mapping of Django settings",
     ),
     Case(
         "settings-lms-invalid",

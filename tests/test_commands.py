@@ -35,7 +35,7 @@ def test_envs_lists_and_validates_every_environment(project: Project) -> None:
     assert lines["prod"].startswith("*"), "the selected environment is marked"
     assert (
         "ok" in lines["prod"]
-        and "settings_merge: common" in lines["prod"]
+        and "settings_merge: settings_merge.json" in lines["prod"]
         and "namespace openedx-prod" in lines["prod"]
     )
     assert "ok" in lines["dev"]
@@ -69,6 +69,7 @@ def rbac(
 
 def test_rbac_is_least_privilege(project: Project) -> None:
     del project.environ["TUTOR_EKS_SECRETS"]
+    del project.environ["TUTOR_EKS_STATE_SECRET"]
     docs = rbac(project)
     kinds = [d["kind"] for d in docs]
     assert kinds == [
@@ -103,8 +104,14 @@ def test_rbac_is_least_privilege(project: Project) -> None:
             "resourceNames": generated,
             "verbs": ["patch"],
         },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["tutor-eks-state"],
+            "verbs": ["get", "update"],
+        },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-    ], "get and patch by name only; never list or watch"
+    ], "get, patch and update by name only; never list or watch"
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert "delete" not in rule["verbs"], "start, init and launch delete nothing"

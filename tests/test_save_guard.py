@@ -10,7 +10,7 @@ import click
 import pytest
 from tutor import config as tutor_config
 
-from tutoreks import precedence
+from tutoreks import guard as eks_guard
 
 
 @click.command()
@@ -26,8 +26,7 @@ def saves_config(root: str, fail: bool) -> None:
 
 @pytest.fixture(autouse=True)
 def guard() -> None:
-    precedence.install_save_guard()
-    precedence.STATE.injected.clear()
+    eks_guard.install()
 
 
 def test_success_without_env_save_keeps_config(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tutor import env as tutor_env
 
-from tutoreks import secrets
+from tutoreks.config import values as secrets
 from tutoreks.exceptions import EksError
 
 KEYS = ["MYSQL_ROOT_PASSWORD", "REDIS_PASSWORD", "SMTP_PASSWORD"]

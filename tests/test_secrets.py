@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tutoreks import secrets as eks_secrets
+from tutoreks.config import values as eks_secrets
 
 from .cluster.conftest import Cluster
 from .conftest import (

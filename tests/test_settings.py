@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutoreks import settings as eks_settings
+from tutoreks.render import settings as eks_settings
 
 from .conftest import Project
 

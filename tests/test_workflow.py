@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tutoreks import environments
+from tutoreks import environment as environments
 
 from .conftest import REPO
 

@@ -34,6 +34,8 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
         "s3-openedx-storage?",
     ],
     "SECRET_KEYS": {},
+    # The Secret of K8S_NAMESPACE that keeps Tutor's generated values (config/state.py).
+    "STATE_SECRET": "tutor-eks-state",
     "EDGE": "ingress",
     "INGRESS_CLASS": "nginx",
     "ISSUER_KIND": "ClusterIssuer",

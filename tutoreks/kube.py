@@ -1,430 +1,443 @@
-"""A small Kubernetes API client: kubeconfig or in-cluster credentials, GET only.
+"""A thin adapter over the official ``kubernetes`` client.
 
-Why not the ``kubernetes`` package: importing it costs 200-400 ms, more than the
-whole ``tutor config save`` it would serve, and every ``tutor`` command runs the
-plugin's config hook. This module needs only the standard library and PyYAML
-(already loaded by Tutor), and is imported only when Secrets are read.
+The client does the work: kubeconfig (several files in ``KUBECONFIG``, contexts,
+``proxy-url``, ``tls-server-name``, client certificates, tokens, exec credential
+plugins with ``provideClusterInfo`` and a fresh token when one expires), in-cluster
+ServiceAccount credentials, ``HTTPS_PROXY``/``NO_PROXY``, connection reuse. This
+module adds what a CI job needs on top, and nothing else:
 
-Supported, as kubectl does: ``KUBECONFIG`` (several files, first one wins per
-entry), ``~/.kube/config``, the current context or a named one, CA file or data,
-``insecure-skip-tls-verify``, client certificates (file or data), bearer tokens
-(inline or ``tokenFile``), exec credential plugins (``aws eks get-token``,
-``client.authentication.k8s.io/v1`` and ``v1beta1``), and the in-cluster
-ServiceAccount. Requests have connect and read timeouts and a bounded retry with
-backoff for connection errors and 5xx answers.
+- one client per process, so an exec credential plugin (``aws eks get-token``)
+  runs once, bounded in time, its process group killed when it hangs;
+- every request bounded in total (not only per read) and in size, with a few
+  retries on connection errors, 429 and 5xx;
+- errors that name the server, the verb, the resource and the namespace, never a
+  value (:class:`KubeError` and its subclasses).
+
+``kubernetes`` is imported here, when the first request is made, never at plugin
+import: every ``tutor`` command imports the plugin.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
+import contextlib
+import functools
 import json
 import os
-import socket
-import ssl
+import signal
 import subprocess
-import tempfile
-import threading
 import time
 import typing as t
-import urllib.parse
-from dataclasses import dataclass, field
-
-import yaml
+from dataclasses import dataclass
 
 from .exceptions import EksError
 
-IN_CLUSTER_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 8.0
+#: A whole request, retries included, ends within this many seconds.
+REQUEST_DEADLINE = 30.0
 ATTEMPTS = 3
 BACKOFF = 0.25
+#: Larger answers are refused (a Secret is at most 1 MiB).
+MAX_BODY = 8 * 1024 * 1024
+EXEC_TIMEOUT = 30.0
+CHUNK = 65536
 
 
-class ApiError(EksError):
-    """The API server answered with an error status."""
+class KubeError(EksError):
+    """A request failed; ``status`` is the HTTP status (0: no answer)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
 
 
-@dataclass
-class Credentials:
-    server: str
-    source: str  # where these came from, for messages: "kubeconfig X, context Y"
-    user: str  # kubeconfig user name or "serviceaccount", for messages
-    ca_file: str | None = None
-    ca_data: bytes | None = None
-    insecure: bool = False
-    cert_file: str | None = None
-    key_file: str | None = None
-    cert_data: bytes | None = None
-    key_data: bytes | None = None
-    token: str | None = None
-    token_file: str | None = None
-    exec_config: dict[str, t.Any] | None = None
-    _exec_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _exec_result: dict[str, t.Any] | None = field(default=None, repr=False)
+@dataclass(frozen=True)
+class Resource:
+    """Where an object lives in the API, for URLs and messages."""
 
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    namespaced: bool = True
 
-def _read_yaml(path: str) -> dict[str, t.Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            content = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise EksError(
-            f"kubeconfig {path}{where}: invalid YAML: {getattr(e, 'problem', e)}"
-        ) from e
-    except OSError as e:
-        raise EksError(f"kubeconfig {path}: cannot be read: {e.strerror}") from e
-    if content is None:
-        return {}
-    if not isinstance(content, dict):
-        raise EksError(
-            f"kubeconfig {path}: is not a kubeconfig (a mapping with clusters, users, contexts)"
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        from urllib.parse import quote
+
+        base = (
+            f"/api/{self.version}"
+            if not self.group
+            else f"/apis/{self.group}/{self.version}"
         )
-    return content
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+        return base
+
+    def display(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-def kubeconfig_paths() -> list[str]:
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return [p for p in env.split(os.pathsep) if p]
-    default = os.path.expanduser("~/.kube/config")
-    return [default] if os.path.exists(default) else []
+SECRETS = Resource("", "v1", "secrets")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+PODS = Resource("", "v1", "pods")
+EVENTS = Resource("", "v1", "events")
+SERVICES = Resource("", "v1", "services")
+CONFIG_MAPS = Resource("", "v1", "configmaps")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+REPLICASETS = Resource("apps", "v1", "replicasets")
+JOBS = Resource("batch", "v1", "jobs")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
+INGRESS_CLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", False)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", False)
+CERTIFICATES = Resource("cert-manager.io", "v1", "certificates")
 
 
-def load_credentials(context: str | None = None) -> Credentials:
-    """Credentials as kubectl would use them: kubeconfig first, else in-cluster."""
-    paths = [p for p in kubeconfig_paths() if os.path.exists(p)]
-    if not paths and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return in_cluster_credentials()
-    if not paths:
-        wanted = os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise EksError(
-            f"No Kubernetes credentials: no kubeconfig at {wanted} and not running in a "
-            "cluster. In CI, write the kubeconfig first (e.g. `aws eks update-kubeconfig`)."
-        )
-    return kubeconfig_credentials(paths, context)
+class Kube:
+    """Requests to one API server with the credentials kubectl would use."""
 
+    def __init__(self, api_client: t.Any, server: str, source: str) -> None:
+        self.api_client = api_client
+        self.server = server
+        #: "kubeconfig PATH, context NAME" or "in-cluster ServiceAccount".
+        self.source = source
 
-def in_cluster_credentials() -> Credentials:
-    host = os.environ["KUBERNETES_SERVICE_HOST"]
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if ":" in host:
-        host = f"[{host}]"
-    return Credentials(
-        server=f"https://{host}:{port}",
-        source="in-cluster ServiceAccount",
-        user="serviceaccount",
-        ca_file=os.path.join(IN_CLUSTER_DIR, "ca.crt"),
-        token_file=os.path.join(IN_CLUSTER_DIR, "token"),
-    )
+    # --- the verbs the plugin uses ------------------------------------------
 
-
-def _named(
-    config: dict[str, t.Any], kind: str, path: str
-) -> dict[str, dict[str, t.Any]]:
-    entries = config.get(kind) or []
-    if not isinstance(entries, list):
-        raise EksError(f"kubeconfig {path}: {kind} must be a list")
-    result = {}
-    for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            result[entry["name"]] = entry.get(kind[:-1]) or {}
-    return result
-
-
-def kubeconfig_credentials(paths: list[str], context: str | None) -> Credentials:
-    clusters: dict[str, tuple[str, dict[str, t.Any]]] = {}
-    users: dict[str, tuple[str, dict[str, t.Any]]] = {}
-    contexts: dict[str, tuple[str, dict[str, t.Any]]] = {}
-    current = None
-    for path in paths:
-        config = _read_yaml(path)
-        for store, kind in (
-            (clusters, "clusters"),
-            (users, "users"),
-            (contexts, "contexts"),
-        ):
-            for entry_name, entry in _named(config, kind, path).items():
-                store.setdefault(entry_name, (path, entry))
-        if current is None and config.get("current-context"):
-            current = str(config["current-context"])
-    shown = os.pathsep.join(paths)
-    name: str | None = context or current
-    if not name:
-        raise EksError(f"kubeconfig {shown}: no current-context is set")
-    if name not in contexts:
-        raise EksError(f"kubeconfig {shown}: context {name!r} does not exist")
-    ctx = contexts[name][1]
-    cluster_name, user_name = ctx.get("cluster"), ctx.get("user")
-    if cluster_name not in clusters:
-        raise EksError(
-            f"kubeconfig {shown}: cluster {cluster_name!r} of context {name!r} does not exist"
-        )
-    cluster_path, cluster = clusters[cluster_name]
-    user_path, user = users.get(user_name, ("", {})) if user_name else ("", {})
-    server = cluster.get("server")
-    if not isinstance(server, str) or not server.startswith(("https://", "http://")):
-        raise EksError(
-            f"kubeconfig {cluster_path}: cluster {cluster_name!r} has no https:// server"
-        )
-
-    def rel(base: str, value: t.Any) -> str | None:
-        if not value:
-            return None
-        return os.path.join(os.path.dirname(base), os.path.expanduser(str(value)))
-
-    def data(value: t.Any, what: str) -> bytes | None:
-        if not value:
-            return None
+    def get(
+        self, resource: Resource, name: str, namespace: str | None = None
+    ) -> dict[str, t.Any] | None:
+        """The object, or None when it does not exist."""
         try:
-            return base64.b64decode(value, validate=True)
-        except ValueError as e:
-            raise EksError(f"kubeconfig {shown}: {what} is not base64") from e
+            return self.request("GET", resource, namespace, name)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
 
-    if user.get("auth-provider"):
-        raise EksError(
-            f"kubeconfig {user_path}: user {user_name!r} uses a legacy auth-provider; "
-            "use an exec credential plugin (e.g. `aws eks get-token`) instead"
-        )
-    return Credentials(
-        server=server.rstrip("/"),
-        source=f"kubeconfig {shown}, context {name!r}",
-        user=str(user_name or "(none)"),
-        ca_file=rel(cluster_path, cluster.get("certificate-authority")),
-        ca_data=data(
-            cluster.get("certificate-authority-data"), "certificate-authority-data"
-        ),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        cert_file=rel(user_path, user.get("client-certificate")),
-        key_file=rel(user_path, user.get("client-key")),
-        cert_data=data(user.get("client-certificate-data"), "client-certificate-data"),
-        key_data=data(user.get("client-key-data"), "client-key-data"),
-        token=user.get("token"),
-        token_file=rel(user_path, user.get("tokenFile")),
-        exec_config=user.get("exec"),
-    )
+    def list(
+        self, resource: Resource, namespace: str | None, selector: str = ""
+    ) -> list[dict[str, t.Any]]:
+        query = {"labelSelector": selector} if selector else None
+        answer = self.request("LIST", resource, namespace, None, query=query)
+        items = answer.get("items") or []
+        return [item for item in items if isinstance(item, dict)]
 
+    def create(
+        self, resource: Resource, namespace: str | None, body: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        return self.request("POST", resource, namespace, None, body=body)
 
-def run_exec_plugin(creds: Credentials) -> dict[str, t.Any]:
-    """Run an exec credential plugin once per process; its ExecCredential status."""
-    with creds._exec_lock:
-        if creds._exec_result is not None:
-            expiry = creds._exec_result.get("expirationTimestamp")
-            if not expiry or expiry > time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30)
-            ):
-                return creds._exec_result
-        spec = creds.exec_config or {}
-        command = spec.get("command")
-        if not command:
-            raise EksError(
-                f"{creds.source}: user {creds.user!r} has an exec section without a command"
-            )
-        env = dict(os.environ)
-        for item in spec.get("env") or []:
-            env[str(item["name"])] = str(item["value"])
-        api_version = spec.get("apiVersion", "client.authentication.k8s.io/v1")
-        env["KUBERNETES_EXEC_INFO"] = json.dumps(
-            {
-                "apiVersion": api_version,
-                "kind": "ExecCredential",
-                "spec": {"interactive": False},
-            }
-        )
+    def replace(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        body: dict[str, t.Any],
+    ) -> dict[str, t.Any]:
+        """PUT: with ``metadata.resourceVersion`` set, a concurrent change is a 409."""
+        return self.request("PUT", resource, namespace, name, body=body)
+
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
         try:
-            result = subprocess.run(
-                [str(command), *[str(a) for a in spec.get("args") or []]],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except FileNotFoundError as e:
-            hint = (
-                f" ({spec['installHint'].strip()})" if spec.get("installHint") else ""
-            )
-            raise EksError(
-                f"{creds.source}: exec credential plugin {command!r} not found{hint}"
-            ) from e
-        except subprocess.TimeoutExpired as e:
-            raise EksError(
-                f"{creds.source}: exec credential plugin {command!r} timed out after 60 s"
-            ) from e
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise EksError(
-                f"{creds.source}: exec credential plugin {command!r} failed: {last}"
-            )
-        try:
-            status = json.loads(result.stdout)["status"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise EksError(
-                f"{creds.source}: exec credential plugin {command!r} printed no ExecCredential"
-            ) from e
-        creds._exec_result = status
-        return t.cast(dict[str, t.Any], status)
+            self.request("DELETE", resource, namespace, name)
+        except KubeError as e:
+            if e.status != 404:
+                raise
 
+    # --- one request ----------------------------------------------------------
 
-class Client:
-    """GET requests to one API server, safe to share between threads."""
-
-    def __init__(self, creds: Credentials) -> None:
-        self.creds = creds
-        self._context: ssl.SSLContext | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_environment(cls) -> Client:
-        return cls(load_credentials())
-
-    def ssl_context(self) -> ssl.SSLContext:
-        with self._lock:
-            if self._context is None:
-                self._context = self._make_context()
-            return self._context
-
-    def _make_context(self) -> ssl.SSLContext:
-        creds = self.creds
-        context = ssl.create_default_context(
-            cafile=creds.ca_file,
-            cadata=creds.ca_data.decode("ascii", "replace") if creds.ca_data else None,
-        )
-        if creds.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        cert_data, key_data = creds.cert_data, creds.key_data
-        if creds.exec_config:
-            status = run_exec_plugin(creds)
-            if status.get("clientCertificateData"):
-                cert_data = status["clientCertificateData"].encode()
-                key_data = status.get("clientKeyData", "").encode()
-        if creds.cert_file or cert_data:
-            with tempfile.TemporaryDirectory(prefix="tutoreks-") as tmp:
-                cert_file, key_file = creds.cert_file, creds.key_file
-                if cert_data:
-                    cert_file = os.path.join(tmp, "cert.pem")
-                    _write_private(cert_file, cert_data)
-                if key_data:
-                    key_file = os.path.join(tmp, "key.pem")
-                    _write_private(key_file, key_data)
-                try:
-                    context.load_cert_chain(str(cert_file), key_file)
-                except (ssl.SSLError, OSError) as e:
-                    raise EksError(
-                        f"{creds.source}: the client certificate of user {creds.user!r} cannot be loaded: {e}"
-                    ) from e
-        return context
-
-    def bearer_token(self) -> str | None:
-        creds = self.creds
-        if creds.exec_config:
-            token = run_exec_plugin(creds).get("token")
-            if token:
-                return str(token)
-        if creds.token:
-            return str(creds.token)
-        if creds.token_file:
-            try:
-                with open(creds.token_file, encoding="utf-8") as f:
-                    return f.read().strip()
-            except OSError as e:
-                raise EksError(
-                    f"{creds.source}: token file {creds.token_file} cannot be read: {e.strerror}"
-                ) from e
-        return None
-
-    def get(self, path: str) -> dict[str, t.Any]:
-        """GET ``path``; JSON answer. Retries connection errors and 5xx, then raises."""
-        url = urllib.parse.urlsplit(self.creds.server)
-        base = url.path.rstrip("/")
-        last_error = ""
+    def request(
+        self,
+        verb: str,
+        resource: Resource,
+        namespace: str | None,
+        name: str | None,
+        *,
+        body: dict[str, t.Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, t.Any]:
+        """Send one request; retries connection errors, 429 and 5xx within
+        :data:`REQUEST_DEADLINE`. ``verb`` is the RBAC verb (LIST is a GET)."""
+        what = describe(verb, resource, namespace, name)
+        deadline = time.monotonic() + REQUEST_DEADLINE
+        last = ""
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF * 2 ** (attempt - 1))
+            if time.monotonic() >= deadline:
+                break
             try:
-                status, reason, body = self._request(url, base + path)
-            except (OSError, http.client.HTTPException) as e:
-                last_error = _describe(e)
-                if isinstance(e, ssl.SSLCertVerificationError):
+                status, reason, payload = self._send(
+                    verb, resource.path(namespace, name), body, query, deadline
+                )
+            except _Unreachable as e:
+                last = str(e)
+                if e.final:
                     break
                 continue
-            if status >= 500:
-                last_error = f"HTTP {status} {reason}"
+            if status == 429 or status >= 500:
+                last = f"HTTP {status} {reason}"
                 continue
-            payload = _json(body)
             if status >= 400:
-                message = payload.get("message") if isinstance(payload, dict) else None
-                raise ApiError(
-                    status,
-                    str(payload.get("reason", reason))
-                    if isinstance(payload, dict)
-                    else reason,
-                    str(message or f"HTTP {status} {reason}"),
-                )
+                raise self._refusal(status, reason, payload, verb, resource, what)
             if not isinstance(payload, dict):
-                raise EksError(
-                    f"Kubernetes API server {self.creds.server} answered {path} with no JSON object"
+                raise KubeError(
+                    f"The Kubernetes API server {self.server} answered {what} with "
+                    "something that is not a JSON object."
                 )
             return payload
-        raise EksError(
-            f"Cannot reach the Kubernetes API server {self.creds.server} ({self.creds.source}): "
-            f"{last_error} (after {ATTEMPTS} attempts)"
+        raise KubeError(
+            f"Cannot reach the Kubernetes API server {self.server} ({self.source}) "
+            f"for {what}: {last or 'no answer'} (after {ATTEMPTS} attempts, "
+            f"at most {REQUEST_DEADLINE:g} s)."
         )
 
-    def _request(
-        self, url: urllib.parse.SplitResult, path: str
-    ) -> tuple[int, str, bytes]:
-        host = url.hostname or ""
-        port = url.port or (443 if url.scheme == "https" else 80)
-        connection: http.client.HTTPConnection
-        if url.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=CONNECT_TIMEOUT, context=self.ssl_context()
+    def _refusal(
+        self,
+        status: int,
+        reason: str,
+        payload: t.Any,
+        verb: str,
+        resource: Resource,
+        what: str,
+    ) -> KubeError:
+        message = ""
+        if isinstance(payload, dict):
+            message = str(payload.get("message") or "")
+            reason = str(payload.get("reason") or reason)
+        if status == 401:
+            text = (
+                f"The Kubernetes API server {self.server} refused the credentials of "
+                f"{self.source} ({what}): {message or reason}"
+            )
+        elif status == 403:
+            text = (
+                f"Not allowed to {verb.lower()} {resource.display()} ({what}) on "
+                f"{self.server}: {message or reason}. Grant it with the Role of "
+                "`tutor eks rbac`."
             )
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
+            text = f"{what} failed on {self.server}: HTTP {status} {message or reason}"
+        return KubeError(text, status, reason)
+
+    def _send(
+        self,
+        verb: str,
+        path: str,
+        body: dict[str, t.Any] | None,
+        query: dict[str, str] | None,
+        deadline: float,
+    ) -> tuple[int, str, t.Any]:
+        import urllib3
+
+        method = "GET" if verb == "LIST" else verb
         headers = {"Accept": "application/json", "User-Agent": "tutor-contrib-eks"}
-        token = self.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        remaining = max(0.5, deadline - time.monotonic())
         try:
-            connection.connect()
-            if connection.sock is not None:
-                connection.sock.settimeout(READ_TIMEOUT)
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.reason, response.read()
+            _method, url, header_params, serialized, _post = (
+                self.api_client.param_serialize(
+                    method=method,
+                    resource_path=path,
+                    query_params=list((query or {}).items()),
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+            )
+            response = self.api_client.call_api(
+                method,
+                url,
+                header_params=header_params,
+                body=serialized,
+                _request_timeout=(
+                    min(CONNECT_TIMEOUT, remaining),
+                    min(READ_TIMEOUT, remaining),
+                ),
+            ).response
+        except urllib3.exceptions.HTTPError as e:
+            raise _Unreachable(_describe(e), final=_is_tls_error(e)) from e
+        except _ExecTimeout as e:
+            raise KubeError(f"{self.source}: {e}") from e
+        except Exception as e:
+            if type(e).__name__ == "ConfigException":
+                raise KubeError(f"{self.source}: {e}") from e
+            if type(e).__name__ == "ApiException" and getattr(e, "status", 0) == 0:
+                raise _Unreachable(str(getattr(e, "reason", e)).splitlines()[-1]) from e
+            raise
+        try:
+            data = _read_body(response, deadline)
+        except urllib3.exceptions.HTTPError as e:
+            raise _Unreachable(_describe(e)) from e
         finally:
-            connection.close()
+            response.release_conn()
+        try:
+            payload = json.loads(data) if data else None
+        except ValueError:
+            payload = None
+        return int(response.status), str(response.reason or ""), payload
 
 
-def _write_private(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+class _Unreachable(Exception):
+    def __init__(self, message: str, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
 
 
-def _json(body: bytes) -> t.Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
+def _read_body(response: t.Any, deadline: float) -> bytes:
+    """The answer's body, read before ``deadline`` and at most :data:`MAX_BODY`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _Unreachable(f"the answer did not end within {REQUEST_DEADLINE:g} s")
+        chunk = response.read1(CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _Unreachable(
+                f"the answer is larger than {MAX_BODY // (1024 * 1024)} MiB", final=True
+            )
+        chunks.append(chunk)
+
+
+def describe(
+    verb: str, resource: Resource, namespace: str | None, name: str | None
+) -> str:
+    """``get secrets openedx-prod/mysql-root``: what a request does, for messages."""
+    target = f"{namespace}/{name}" if namespace and name else name or namespace or ""
+    return f"{verb.lower()} {resource.display()} {target}".strip()
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, (socket.timeout, TimeoutError)):
+    text = str(getattr(error, "reason", None) or error)
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
         return "timed out"
-    if isinstance(error, ConnectionRefusedError):
+    if "connection refused" in lowered:
         return "connection refused"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted ({error.verify_message})"
-    return str(error) or type(error).__name__
+    if "certificate verify failed" in lowered:
+        return "TLS certificate not trusted"
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def _is_tls_error(error: BaseException) -> bool:
+    return "certificate" in str(getattr(error, "reason", None) or error).lower()
+
+
+# --- credentials, once per process ------------------------------------------------
+
+
+def client() -> Kube:
+    """The process's client for the current ``KUBECONFIG`` (or in-cluster)."""
+    return _client(os.environ.get("KUBECONFIG", ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _client(kubeconfig: str) -> Kube:
+    from kubernetes import client as k8s_client
+
+    configuration = k8s_client.Configuration()
+    paths = [p for p in kubeconfig.split(os.pathsep) if p] or [
+        os.path.expanduser("~/.kube/config")
+    ]
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing:
+        source = _load_kubeconfig(configuration, existing)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        source = _load_in_cluster(configuration)
+    else:
+        raise KubeError(
+            f"No Kubernetes credentials: no kubeconfig at {kubeconfig or '~/.kube/config'} "
+            "and not running in a cluster. In CI, write the kubeconfig first "
+            "(e.g. `aws eks update-kubeconfig`)."
+        )
+    configuration.retries = False
+    return Kube(k8s_client.ApiClient(configuration), configuration.host, source)
+
+
+def _load_kubeconfig(configuration: t.Any, paths: list[str]) -> str:
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    shown = os.pathsep.join(paths)
+    _bound_exec_plugins()
+    try:
+        _contexts, active = k8s_config.list_kube_config_contexts(config_file=shown)
+        k8s_config.load_kube_config(
+            config_file=shown, client_configuration=configuration, persist_config=False
+        )
+    except (ConfigException, _ExecTimeout) as e:
+        raise KubeError(f"kubeconfig {shown}: {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise KubeError(
+            f"kubeconfig {shown}: malformed ({type(e).__name__}: {e}); "
+            "`kubectl config view` shows what kubectl reads."
+        ) from e
+    except OSError as e:
+        raise KubeError(
+            f"kubeconfig {shown}: cannot read {e.filename or 'a file it names'}: "
+            f"{e.strerror}"
+        ) from e
+    name = active.get("name", "?") if isinstance(active, dict) else "?"
+    return f"kubeconfig {shown}, context {name!r}"
+
+
+def _load_in_cluster(configuration: t.Any) -> str:
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except ConfigException as e:
+        raise KubeError(f"in-cluster ServiceAccount credentials: {e}") from e
+    return "in-cluster ServiceAccount"
+
+
+class _ExecTimeout(Exception):
+    pass
+
+
+def _bound_exec_plugins() -> None:
+    """Exec credential plugins run in their own session, bounded by
+    :data:`EXEC_TIMEOUT`; on timeout their whole process group is killed.
+    (The client's exec provider waits for the plugin without a limit.)"""
+    from kubernetes.config import exec_provider
+
+    if isinstance(getattr(exec_provider, "subprocess", None), _BoundedSubprocess):
+        return
+    setattr(exec_provider, "subprocess", _BoundedSubprocess())  # noqa: B010
+
+
+class _BoundedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    def __init__(self, args: t.Any, **kwargs: t.Any) -> None:
+        kwargs["start_new_session"] = True
+        kwargs["stdin"] = subprocess.DEVNULL
+        self.command = str(args[0] if isinstance(args, (list, tuple)) else args)
+        super().__init__(args, **kwargs)
+
+    def communicate(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return super().communicate(timeout=EXEC_TIMEOUT)
+        except subprocess.TimeoutExpired as e:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            super().communicate()
+            raise _ExecTimeout(
+                f"exec credential plugin {self.command!r} did not answer within "
+                f"{EXEC_TIMEOUT:g} s; it was stopped"
+            ) from e
+
+
+class _BoundedSubprocess:
+    """The ``subprocess`` module as exec_provider sees it, with a bounded Popen."""
+
+    Popen = _BoundedPopen
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(subprocess, name)

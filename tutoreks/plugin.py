@@ -2,7 +2,10 @@
 
 Every `tutor` command imports this module and runs the config hook, so both are
 cheap: no I/O at import, and the modules that do the work are imported by the hook
-callbacks that need them, once an environment is selected.
+callbacks that need them, once an environment is selected. The pipeline, one
+package or module per step: ``environment`` (select and load), ``config``
+(resolve the layers), ``render`` (settings, manifests, kustomize, task scripts),
+``guard`` (the save), ``deploy`` and ``cli``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import click
 import jinja2
 from tutor import hooks
 
-from . import aliases, defaults, precedence
+from . import defaults, guard, tutor_compat
 from .__about__ import __version__
+from .config import resolve
 
 TEMPLATES_ROOT = os.path.join(os.path.dirname(__file__), "templates")
 PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
@@ -24,15 +28,15 @@ PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
 
 # --- configuration ------------------------------------------------------------
 
-hooks.Filters.CONFIG_USER.add()(precedence.config_user)
-hooks.Actions.ENV_SAVED.add()(precedence.mark_env_saved)
-precedence.install_save_guard()
+hooks.Filters.CONFIG_USER.add()(resolve.config_user)
+hooks.Actions.ENV_SAVED.add()(guard.mark_env_saved)
+guard.install()
 
 
 @hooks.Filters.CONFIG_DEFAULTS.add()
 def _defaults(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
-    # CONFIG_USER ran first in this load: it knows whether an environment is selected.
-    return items + defaults.prefixed_defaults(active=precedence.current() is not None)
+    active = resolve.is_active(tutor_compat.current_root())
+    return items + defaults.prefixed_defaults(active=active)
 
 
 # --- rendering ----------------------------------------------------------------
@@ -48,23 +52,29 @@ hooks.Filters.ENV_TEMPLATE_TARGETS.add_items(
 
 @jinja2.pass_context
 def _eks_manifests(context: jinja2.runtime.Context) -> str:
-    from . import manifests
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return ""
+    from .render import manifests
 
-    return manifests.render_all(context)
+    return manifests.render_all(context, resolution)
 
 
 @jinja2.pass_context
 def _eks_hosts(context: jinja2.runtime.Context) -> list[str]:
-    from . import manifests
+    from .render import manifests
 
     return manifests.public_hosts(context.get_all())
 
 
 @jinja2.pass_context
 def _eks_kustomize_patches(context: jinja2.runtime.Context) -> str:
-    from . import credentials
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return ""
+    from .render import kustomize
 
-    return credentials.kustomize_patches(context)
+    return kustomize.kustomize_patches(context, resolution)
 
 
 hooks.Filters.ENV_TEMPLATE_VARIABLES.add_items(
@@ -88,33 +98,47 @@ def _file_patches() -> tuple[tuple[str, str], ...]:
 
 @hooks.Filters.ENV_PATCHES.add()
 def _patches(patches: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    patches = patches + list(_file_patches())
-    resolution = precedence.current()
-    if resolution is not None:
-        from . import settings
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return patches
+    from .render import settings
 
-        patches += settings.production_patches(resolution.environment)
-    return patches
-
-
-# Last, after every plugin added its init tasks.
-@hooks.Filters.CLI_DO_INIT_TASKS.add(priority=hooks.priorities.LOW)
-def _init_tasks(tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    if precedence.current() is None:
-        return tasks
-    from . import credentials
-
-    return credentials.init_tasks(tasks)
+    return (
+        patches
+        + list(_file_patches())
+        + list(settings.production_patches(resolution.environment))
+    )
 
 
-# --- command line -------------------------------------------------------------
+def _task_script(_service: str, script: str) -> str:
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return script
+    from .render import tasks
+
+    return tasks.rewrite(script, resolution)
+
+
+tutor_compat.wrap_task_scripts(_task_script)
+
+
+# --- deploy and command line ----------------------------------------------------------
+
+
+def _install_deploy_steps() -> None:
+    from .deploy import lifecycle
+
+    lifecycle.install()
+
+
+_install_deploy_steps()
 
 
 class _LazyGroup(click.Group):
     """``tutor eks``: its commands are imported when ``tutor eks ...`` runs."""
 
     def _group(self) -> click.Group:
-        from .commands import eks
+        from .cli import eks
 
         return eks
 
@@ -130,7 +154,15 @@ hooks.Filters.CLI_COMMANDS.add_item(
         name="eks", help="Deploy Open edX environments to Kubernetes (AWS EKS first)"
     )
 )
-aliases.install_quickstart_alias()
+
+
+def _install_quickstart() -> None:
+    from .cli import quickstart
+
+    quickstart.install()
+
+
+_install_quickstart()
 
 
 __all__ = ["__version__"]

@@ -8,12 +8,14 @@ value the Secrets provided is also scrubbed from messages that servers return.
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import typing as t
-import urllib.parse
 from dataclasses import dataclass
 
-from .exceptions import EksError
+from ..exceptions import EksError
+
+if t.TYPE_CHECKING:
+    from ..config.resolve import Resolution
+    from ..kube import Kube, Resource
 
 TIMEOUT = 5.0
 WANTED_MYSQL = "8.4"
@@ -94,63 +96,38 @@ def mysql(config: dict[str, t.Any]) -> Check:
 
 def redis(config: dict[str, t.Any]) -> Check:
     def check() -> str:
+        import redis as redis_client
+
         host, port = str(config["REDIS_HOST"]), int(config["REDIS_PORT"])
-        username, password = (
-            config.get("REDIS_USERNAME") or "",
-            config.get("REDIS_PASSWORD") or "",
+        password = config.get("REDIS_PASSWORD") or None
+        client = redis_client.Redis(
+            host=host,
+            port=port,
+            username=config.get("REDIS_USERNAME") or None,
+            password=password,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
         )
         try:
-            with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
-                sock.settimeout(TIMEOUT)
-                stream = sock.makefile("rwb")
-                if password:
-                    auth = (
-                        [b"AUTH", username.encode(), password.encode()]
-                        if username
-                        else [b"AUTH", password.encode()]
-                    )
-                    _send(stream, auth)
-                    reply = _reply(stream)
-                    if not reply.startswith(b"+OK"):
-                        raise EksError(f"AUTH refused: {_error(reply)}")
-                _send(stream, [b"PING"])
-                reply = _reply(stream)
-        except OSError as e:
-            raise EksError(f"{host}:{port}: {_os_error(e)}") from e
-        if not reply.startswith(b"+PONG"):
-            raise EksError(f"{host}:{port}: PING answered {_error(reply)}")
+            client.ping()
+        except redis_client.AuthenticationError as e:
+            raise EksError(f"{host}:{port}: AUTH refused: {e}") from e
+        except redis_client.TimeoutError as e:
+            raise EksError(f"{host}:{port}: no answer within {TIMEOUT:g} s") from e
+        except redis_client.ConnectionError as e:
+            refused = "refused" in str(e).lower()
+            raise EksError(
+                f"{host}:{port}: {'connection refused' if refused else e}"
+            ) from e
+        except redis_client.RedisError as e:
+            raise EksError(f"{host}:{port}: {e}") from e
+        finally:
+            client.close()
         return f"{host}:{port}: PING answered PONG" + (
             " after AUTH" if password else " (no password)"
         )
 
     return check
-
-
-def _send(stream: t.Any, parts: list[bytes]) -> None:
-    stream.write(
-        b"*%d\r\n" % len(parts)
-        + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-    )
-    stream.flush()
-
-
-def _reply(stream: t.Any) -> bytes:
-    line: bytes = stream.readline()
-    if not line:
-        raise EksError("the server closed the connection")
-    return line
-
-
-def _error(reply: bytes) -> str:
-    return reply.decode("utf-8", "replace").strip().lstrip("-+")
-
-
-def _os_error(error: OSError) -> str:
-    if isinstance(error, (socket.timeout, TimeoutError)):
-        return f"no answer within {TIMEOUT:g} s"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    return error.strerror or str(error)
 
 
 def mongodb(config: dict[str, t.Any]) -> Check:
@@ -225,32 +202,24 @@ def s3(config: dict[str, t.Any]) -> Check:
     return check
 
 
-def kubernetes_object(client: t.Any, path: str, what: str) -> Check:
+def kubernetes_object(kube: Kube, resource: Resource, name: str, what: str) -> Check:
     def check() -> str:
-        from .kube import ApiError
-
-        try:
-            client.get(path)
-        except ApiError as e:
-            if e.status == 404:
-                raise EksError(f"{what} does not exist") from e
-            raise EksError(f"{what}: {e.message}") from e
+        if kube.get(resource, name) is None:
+            raise EksError(f"{what} does not exist")
         return f"{what} exists"
 
     return check
 
 
-def checks_for(config: dict[str, t.Any], client: t.Any) -> list[tuple[str, Check]]:
+def checks_for(config: dict[str, t.Any], kube: Kube) -> list[tuple[str, Check]]:
     """The checks that apply to this environment's configuration."""
-    namespace = urllib.parse.quote(str(config["K8S_NAMESPACE"]))
+    from .. import kube as k
+
+    namespace = str(config["K8S_NAMESPACE"])
     checks: list[tuple[str, Check]] = [
         (
             "namespace",
-            kubernetes_object(
-                client,
-                f"/api/v1/namespaces/{namespace}",
-                f"namespace {config['K8S_NAMESPACE']}",
-            ),
+            kubernetes_object(kube, k.NAMESPACES, namespace, f"namespace {namespace}"),
         ),
     ]
     if config["EKS_EDGE"] == "ingress":
@@ -259,8 +228,9 @@ def checks_for(config: dict[str, t.Any], client: t.Any) -> list[tuple[str, Check
             (
                 "ingressclass",
                 kubernetes_object(
-                    client,
-                    f"/apis/networking.k8s.io/v1/ingressclasses/{urllib.parse.quote(ingress_class)}",
+                    kube,
+                    k.INGRESS_CLASSES,
+                    ingress_class,
                     f"IngressClass {ingress_class}",
                 ),
             )
@@ -275,14 +245,7 @@ def checks_for(config: dict[str, t.Any], client: t.Any) -> list[tuple[str, Check
             for kind in kinds:
                 crd = f"{kind}.cert-manager.io"
                 checks.append(
-                    (
-                        f"crd {crd}",
-                        kubernetes_object(
-                            client,
-                            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}",
-                            f"CRD {crd}",
-                        ),
-                    )
+                    (f"crd {crd}", kubernetes_object(kube, k.CRDS, crd, f"CRD {crd}"))
                 )
     if config.get("RUN_MYSQL") is False:
         checks.append(("mysql", mysql(config)))
@@ -293,3 +256,23 @@ def checks_for(config: dict[str, t.Any], client: t.Any) -> list[tuple[str, Check
     if config.get("S3_STORAGE_BUCKET"):
         checks.append(("s3", s3(config)))
     return checks
+
+
+def secrets_result(resolution: Resolution) -> list[Result]:
+    """The first row: what the Secrets provided."""
+    provided = resolution.secrets
+    if provided is None:
+        return [Result("secrets", True, "EKS_SECRETS is empty: no Secret to read")]
+    absent = (
+        f"; optional, absent: {', '.join(provided.missing_optional)}"
+        if provided.missing_optional
+        else ""
+    )
+    return [
+        Result(
+            "secrets",
+            True,
+            f"{len(provided.values)} keys from {', '.join(provided.found) or 'no Secret'} "
+            f"in namespace {provided.namespace}{absent}",
+        )
+    ]

@@ -23,9 +23,9 @@ import typing as t
 
 import yaml
 
-from .credentials import CONFIGS
-from .exceptions import EksError
-from .secrets import parse_specs
+from ..config.secrets import parse_specs
+from ..exceptions import EksError
+from ..tutor_compat import CREDENTIAL_CONFIGMAPS as CONFIGS
 
 ROLE_NAME = "tutor-eks-deployer"
 CERT_MANAGER_CRDS = (
@@ -63,6 +63,17 @@ def rules(
             "verbs": ["patch"],
         }
     )
+    # The state Secret (config/state.py): read, created on the first deploy,
+    # updated (PUT with resourceVersion) when keys are added or a deploy recorded.
+    if config.get("EKS_STATE_SECRET"):
+        namespaced.append(
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": [str(config["EKS_STATE_SECRET"])],
+                "verbs": ["get", "update"],
+            }
+        )
     namespaced.append(
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
     )

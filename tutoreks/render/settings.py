@@ -23,7 +23,7 @@ import functools
 import json
 import typing as t
 
-from .environments import Environment
+from ..environment import Environment
 
 #: Characters written as JSON \\u escapes inside strings.
 _ESCAPED = {ch: f"\\u{ord(ch):04x}" for ch in "{}%#'"}

@@ -14,9 +14,11 @@ import typing as t
 
 import jinja2
 
-from . import precedence
-from .environments import parse_yaml_documents
-from .exceptions import EksError
+from ..environment import parse_yaml_documents
+from ..exceptions import EksError
+
+if t.TYPE_CHECKING:
+    from ..config.resolve import Resolution
 
 DEFAULT_TEMPLATE = "eks/k8s/defaults/{name}.yml"
 OUTPUT = "plugins/eks/k8s/manifests.yml"
@@ -55,11 +57,8 @@ def public_hosts(config: t.Mapping[str, t.Any]) -> list[str]:
     return unique
 
 
-def render_all(context: jinja2.runtime.Context) -> str:
-    """Template global ``eks_manifests()``: every manifest of the selected environment, rendered."""
-    resolution = precedence.current()
-    if resolution is None:
-        return ""
+def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
+    """Template global ``eks_manifests()``: every manifest of the environment, rendered."""
     variables = context.get_all()
     environment = resolution.environment
     rendered: list[tuple[str, str]] = []
@@ -115,9 +114,10 @@ def template_line(error: BaseException) -> int | None:
 
 
 def check(text: str, display: str) -> None:
-    """Each rendered document is a Kubernetes object: apiVersion, kind, metadata.name."""
+    """Each rendered document is a Kubernetes object: apiVersion, kind, metadata.name.
+    Messages quote nothing of the rendered text (it may hold Secret values)."""
     for index, document in enumerate(
-        parse_yaml_documents(text, f"{display} (rendered)"), start=1
+        parse_yaml_documents(text, f"{display} (rendered)", quote=False), start=1
     ):
         if document is None:
             continue

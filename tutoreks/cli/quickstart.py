@@ -8,13 +8,14 @@ import typing as t
 import click
 from tutor import fmt
 
+from .. import tutor_compat
 
-def install_quickstart_alias() -> None:
-    from tutor.commands import k8s as tutor_k8s
 
-    if "quickstart" in tutor_k8s.k8s.commands:
+def install() -> None:
+    group = tutor_compat.k8s_group()
+    if "quickstart" in group.commands:
         return
-    launch = tutor_k8s.launch
+    launch = tutor_compat.k8s_command("launch")
 
     @click.pass_context
     def run(ctx: click.Context, /, **options: t.Any) -> None:
@@ -23,7 +24,7 @@ def install_quickstart_alias() -> None:
         )
         ctx.invoke(launch, **options)
 
-    tutor_k8s.k8s.add_command(
+    group.add_command(
         click.Command(
             name="quickstart",
             params=list(launch.params),

@@ -1,0 +1,72 @@
+"""``tutor eks adopt``: keep the ID and generated values of a namespace deployed
+before tutor-contrib-eks kept its state (plain Tutor, cookiecutter-openedx-devops,
+an earlier version of this plugin)."""
+
+from __future__ import annotations
+
+import typing as t
+
+import click
+from tutor import fmt
+
+from .. import kube, tutor_compat
+from ..config import resolve, state
+from ..deploy import adopt
+from ..exceptions import EksError
+from .common import load
+
+
+@click.command(
+    name="adopt",
+    help="Keep the ID and generated values of the Tutor instance running in the namespace",
+)
+@click.pass_obj
+def command(context: t.Any) -> None:
+    _config, resolution = load(context.root)
+    kept = resolution.state
+    if kept is None:
+        raise EksError("tutor eks adopt needs the cluster: no state was read.")
+    namespace = resolution.namespace
+    client = kube.client()
+    instances = adopt.live_instances(client, namespace)
+    if not instances:
+        raise EksError(
+            f"Namespace {namespace} runs no Tutor Deployment: nothing to adopt; "
+            "the first deploy will keep its own generated values."
+        )
+    if len(instances) > 1:
+        raise EksError(
+            f"Namespace {namespace} runs several Tutor instances "
+            f"({', '.join(sorted(instances))}): remove all but one first."
+        )
+    instance = next(iter(instances))
+    if kept.values.get("ID") not in (None, instance):
+        raise EksError(
+            f"The state {kept.display} holds another ID than the instance running in "
+            f"{namespace} ({instance!r}); delete the state Secret first if the running "
+            "instance is the one to keep."
+        )
+    recovery = adopt.recover(client, namespace, instance)
+    missing = {k: v for k, v in recovery.values.items() if k not in kept.values}
+    stored = state.store(client, kept, missing)
+    resolve.forget()
+    report(stored, recovery, resolution)
+
+
+def report(stored: state.State, recovery: adopt.Recovery, resolution: t.Any) -> None:
+    fmt.echo_info(
+        f"Adopted the instance {recovery.values['ID']!r} into {stored.display}:"
+    )
+    for key in sorted(recovery.origins):
+        fmt.echo(f"  {key:<28} from {recovery.origins[key]}")
+    provided = set(resolution.values) - set(state.State.provided(stored, resolution))
+    lost = [
+        key
+        for key in tutor_compat.unique_keys()
+        if key not in stored.values and key not in provided
+    ]
+    if lost:
+        fmt.echo_alert(
+            "Not recoverable from the live objects (the next deploy generates new "
+            f"values): {', '.join(lost)}"
+        )

@@ -1,0 +1,88 @@
+"""``tutor eks envs``: list the environments and validate each."""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import click
+from tutor import fmt
+
+from .. import environment, tutor_compat
+from ..config import resolve
+from ..exceptions import EksError
+
+
+@click.command(
+    name="envs",
+    help="List the environments and validate each (config, settings, manifests)",
+)
+@click.pass_obj
+def command(context: t.Any) -> None:
+    root = context.root
+    selection = environment.select(resolve.read_root_config(root))
+    names = environment.list_names(selection.root)
+    if not names:
+        raise EksError(
+            f"No environment found in {environment.display_path(selection.root)}: an "
+            f"environment is a folder holding a {environment.CONFIG_FILE}."
+        )
+    broken = 0
+    for name in names:
+        marker = "*" if name == selection.name else " "
+        try:
+            summary = validate(root, name)
+        except EksError as e:
+            broken += 1
+            fmt.echo(f"{marker} {name:<20} BROKEN  {e}")
+            continue
+        fmt.echo(f"{marker} {name:<20} ok      {summary}")
+    if not selection.name:
+        fmt.echo(
+            "No environment selected: set TUTOR_EKS_ENVIRONMENT=<name> or run "
+            "`tutor config save --set EKS_ENVIRONMENT=<name>`."
+        )
+    if broken:
+        raise EksError(f"{broken} of {len(names)} environments are broken.")
+
+
+def validate(root: str, name: str) -> str:
+    """Load and render one environment without reading the cluster; its summary."""
+    from ..render import settings
+
+    saved = os.environ.get("TUTOR_EKS_ENVIRONMENT")
+    os.environ["TUTOR_EKS_ENVIRONMENT"] = name
+    try:
+        config = tutor_compat.load_full(root)
+        resolution = resolve.for_root(root)
+        if resolution is None:
+            raise EksError("the environment was not selected")
+        tutor_compat.render_template(config, "eks/k8s/manifests.yml")
+        for patch_name, code in settings.production_patches(resolution.environment):
+            compile(code, patch_name, "exec")
+    except Exception as e:
+        if isinstance(e, EksError):
+            raise
+        raise EksError(f"{type(e).__name__}: {e}") from e
+    finally:
+        if saved is None:
+            os.environ.pop("TUTOR_EKS_ENVIRONMENT", None)
+        else:
+            os.environ["TUTOR_EKS_ENVIRONMENT"] = saved
+    return summary(config, resolution.environment)
+
+
+def summary(config: dict[str, t.Any], env: environment.Environment) -> str:
+    parts = [
+        f"namespace {config['K8S_NAMESPACE']}",
+        f"edge {config['EKS_EDGE']}",
+        f"LMS {config['LMS_HOST']}",
+    ]
+    if env.settings:
+        parts.append(
+            "settings_merge: "
+            + ", ".join(d.rsplit("/", 1)[-1] for d, _ in env.settings.values())
+        )
+    if env.manifests:
+        parts.append("k8s: " + ", ".join(m.path.name for m in env.manifests.values()))
+    return "; ".join(parts)

@@ -1,0 +1,366 @@
+"""Step 2: which value wins. The configuration layers of DESIGN.md, lowest first:
+
+1. Tutor's and the plugin's defaults (CONFIG_DEFAULTS)
+2. the tutor root's ``config.yml``
+3. the environment's state Secret: the values Tutor generated on the first
+   deploy (``config/state.py``)
+4. ``environments/<env>/config.yml`` (plus the values the edge mode implies)
+5. values read from the operator's Kubernetes Secrets (``config/secrets.py``)
+6. ``TUTOR_<KEY>`` environment variables
+
+Tutor's ``CONFIG_USER`` filter is the only hook whose values beat the root's
+config.yml, so layers 3 to 6 are returned from it (:func:`config_user`). The result
+of one resolution is a :class:`Resolution`, passed explicitly to the steps that
+need it; :func:`for_root` memoises it per process, since Tutor loads the
+configuration several times per command.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+from dataclasses import dataclass, field
+
+from .. import defaults, tutor_compat
+from ..exceptions import EksError
+
+if t.TYPE_CHECKING:
+    from ..environment import Environment, Selection
+    from ..kube import Kube
+    from .secrets import SecretSpec, SecretValues
+    from .state import State
+
+ENV_PREFIX = "TUTOR_"
+#: Commands that need no value from the cluster.
+OFFLINE_COMMANDS = {("eks", "envs"), ("eks", "rbac")}
+
+
+@dataclass
+class Resolution:
+    """The outcome of resolving an environment's configuration."""
+
+    environment: Environment
+    #: Values returned to Tutor through CONFIG_USER (layers 3 to 6).
+    values: dict[str, t.Any]
+    #: Where each of those values came from, for messages (never the value).
+    sources: dict[str, str]
+    #: Keys set both by the environment's config.yml and by a Secret.
+    conflicts: list[str] = field(default_factory=list)
+    #: What the operator's Secrets provided (None when none were read).
+    secrets: SecretValues | None = None
+    #: The generated values kept in the cluster (None when not read).
+    state: State | None = None
+    #: Whether this resolution read the cluster.
+    online: bool = True
+
+    @property
+    def namespace(self) -> str:
+        return str(self.values.get("K8S_NAMESPACE", ""))
+
+    def secret_keys(self) -> dict[str, tuple[str, str]]:
+        """Tutor key -> (Secret, data key) of every value that reaches Tutor from a
+        Secret, the state's included, so that workloads can reference it."""
+        keys: dict[str, tuple[str, str]] = {}
+        if self.state is not None:
+            for key in self.state.provided(self):
+                keys[key] = (self.state.name, key)
+        if self.secrets is not None:
+            for key, origin in self.secrets.origins.items():
+                if not self.sources.get(key, "").startswith(ENV_PREFIX):
+                    keys[key] = origin
+        return keys
+
+    def sensitive_values(self) -> list[str]:
+        """Every value from a Secret or the state, for masking and scrubbing."""
+        found = list(self.secrets.values.values()) if self.secrets else []
+        if self.state is not None:
+            found += list(self.state.values.values())
+        return found
+
+
+# --- entry points ------------------------------------------------------------------
+
+
+def config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
+    """The CONFIG_USER callback: add layers 3 to 6 when an environment is selected."""
+    resolution = for_root(tutor_compat.current_root())
+    if resolution is None:
+        return items
+    return items + list(resolution.values.items())
+
+
+def is_active(root: str) -> bool:
+    """Whether an environment is selected for this root (cheap: no file is read
+    beyond the root's config.yml)."""
+    from ..environment import select
+
+    return bool(select(read_root_config(root)).name)
+
+
+_resolutions: dict[tuple[t.Any, ...], Resolution] = {}
+
+
+def for_root(root: str) -> Resolution | None:
+    """The resolution of the selected environment for ``root``, or None when the
+    plugin is inert. Memoised on everything it reads, so a change of any input
+    (a file, a variable) is seen and an unchanged one costs nothing."""
+    from .. import environment as env_module
+
+    root_config = read_root_config(root)
+    selection = env_module.select(root_config)
+    if not selection.name:
+        return None
+    online = tutor_compat.command_path()[:2] not in OFFLINE_COMMANDS
+    key = (
+        root,
+        selection,
+        online,
+        repr(sorted(root_config.items())),
+        tuple(
+            sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
+        ),
+        env_module.fingerprint(selection.root, selection.name),
+    )
+    cached = _resolutions.get(key)
+    if cached is None:
+        cached = resolve(selection, root_config, online=online)
+        _resolutions[key] = cached
+    return cached
+
+
+def forget() -> None:
+    """Drop memoised resolutions (the state Secret was just created or changed)."""
+    _resolutions.clear()
+
+
+def resolve(
+    selection: Selection, root_config: dict[str, t.Any], *, online: bool = True
+) -> Resolution:
+    """Layers 3 to 6 for ``selection``; reads the cluster when ``online``."""
+    from ..environment import load
+
+    environment = load(selection.root, selection.name)
+    layers = Layers(environment, root_config)
+    resolution = Resolution(environment, {}, {}, online=online)
+    layers.add_environment(resolution)
+    if online:
+        layers.add_secrets(resolution)
+    layers.add_variables(resolution)
+    if online:
+        layers.add_state(resolution)
+    return resolution
+
+
+# --- the root's config.yml -------------------------------------------------------------
+
+_root_configs: dict[str, tuple[tuple[int, int], dict[str, t.Any]]] = {}
+
+
+def read_root_config(root: str) -> dict[str, t.Any]:
+    """The raw (unrendered) content of ``<root>/config.yml``, memoised by mtime."""
+    path = tutor_compat.config_path(root)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _root_configs.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    content: dict[str, t.Any] = {}
+    loaded = tutor_compat.read_root_config_text(text)
+    if isinstance(loaded, dict):
+        content = loaded
+    _root_configs[path] = (key, content)
+    return content
+
+
+def env_value(key: str) -> tuple[bool, t.Any]:
+    """``TUTOR_<KEY>``, parsed as Tutor parses it."""
+    name = ENV_PREFIX + key
+    if name in os.environ:
+        return True, tutor_compat.parse_env_value(os.environ[name])
+    return False, None
+
+
+# --- the layers --------------------------------------------------------------------------
+
+
+class Layers:
+    """Builds one :class:`Resolution`, a layer at a time."""
+
+    def __init__(self, environment: Environment, root_config: dict[str, t.Any]) -> None:
+        from ..environment import CONFIG_FILE
+
+        self.environment = environment
+        self.root_config = root_config
+        self.config_display = f"{environment.display}/{CONFIG_FILE}"
+
+    def effective(self, key: str) -> tuple[t.Any, str]:
+        """A key's value before Tutor renders it, and where it comes from:
+        TUTOR_ variable, environment, root config.yml, then defaults (the plugin's
+        for EKS_ keys, Tutor's otherwise)."""
+        found, value = env_value(key)
+        if found:
+            return value, ENV_PREFIX + key
+        if key in self.environment.config:
+            return self.environment.config[key], self.config_display
+        if key in self.root_config:
+            return self.root_config[key], "the tutor root's config.yml"
+        if key.startswith("EKS_"):
+            return defaults.CONFIG_DEFAULTS[key[4:]], "the plugin's defaults"
+        return tutor_compat.load_defaults().get(key), "Tutor's defaults"
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value, source = self.effective(key)
+        if value not in allowed:
+            raise EksError(
+                f"{source}: {key} is {_shape(value)}; it must be one of "
+                f"{', '.join(allowed)}."
+            )
+        return str(value)
+
+    # layer 4
+    def add_environment(self, resolution: Resolution) -> None:
+        """The environment's config.yml, and what its edge mode implies."""
+        from tutor import serialize
+
+        resolution.values.update(self.environment.config)
+        for key in self.environment.config:
+            resolution.sources[key] = self.config_display
+        edge = self.choice("EKS_EDGE", defaults.EDGES)
+        self.choice("EKS_ISSUER_KIND", defaults.ISSUER_KINDS)
+        wants_proxy = edge == "caddy"
+        explicit = self.environment.config.get("ENABLE_WEB_PROXY", wants_proxy)
+        if explicit is not wants_proxy:
+            raise EksError(
+                f"{self.config_display}: ENABLE_WEB_PROXY: {serialize.str_format(explicit)} "
+                f"contradicts EKS_EDGE {edge!r}; remove ENABLE_WEB_PROXY, the edge mode sets it."
+            )
+        for key, value in (("ENABLE_WEB_PROXY", wants_proxy), ("ENABLE_HTTPS", True)):
+            if key not in resolution.values:
+                resolution.values[key] = value
+                resolution.sources[key] = f"EKS_EDGE {edge!r}"
+
+    # layer 5
+    def add_secrets(self, resolution: Resolution) -> None:
+        from . import secrets, values
+
+        specs = secrets.parse_specs(*self.effective("EKS_SECRETS"))
+        renames = secrets.parse_renames(*self.effective("EKS_SECRET_KEYS"))
+        if not specs:
+            return
+        namespace = self.namespace()
+        provided = read_secrets(namespace, specs, renames)
+        resolution.secrets = provided
+        tutor_defaults = tutor_compat.load_defaults()
+        for key, text in provided.values.items():
+            where = provided.where(key)
+            values.check_value(key, text, where)
+            value = values.typed(key, text, tutor_defaults.get(key), where)
+            if key in self.environment.config:
+                resolution.conflicts.append(key)
+            resolution.values[key] = (
+                values.jinja_literal(value) if isinstance(value, str) else value
+            )
+            resolution.sources[key] = f"Secret {namespace}/{provided.origin(key)}"
+            switch = secrets.ENDPOINT_SWITCHES.get(key)
+            if switch:
+                resolution.values[switch] = False
+                resolution.sources[switch] = (
+                    f"{key} from Secret {namespace}/{provided.origins[key][0]}"
+                )
+        if resolution.conflicts:
+            from tutor import fmt
+
+            fmt.echo_alert(
+                f"Set both in {self.config_display} and in a Secret (the Secret wins): "
+                f"{', '.join(sorted(resolution.conflicts))}"
+            )
+
+    # layer 6
+    def add_variables(self, resolution: Resolution) -> None:
+        """TUTOR_<KEY> beats everything the plugin provides."""
+        for key in list(resolution.values):
+            found, value = env_value(key)
+            if found:
+                resolution.values[key] = value
+                resolution.sources[key] = ENV_PREFIX + key
+
+    # layer 3
+    def add_state(self, resolution: Resolution) -> None:
+        """Generated values kept in the cluster, for the keys no higher layer sets."""
+        from . import secrets, state
+
+        name, source = self.effective("EKS_STATE_SECRET")
+        if name in ("", None):
+            return  # no state: generated values stay in the root's config.yml
+        if not isinstance(name, str) or not secrets.NAME_PATTERN.match(name):
+            raise EksError(f"{source}: EKS_STATE_SECRET must be a Secret name.")
+        kept = state.read(client(), self.namespace(), name, self.environment.name)
+        resolution.state = kept
+        for key, value in kept.values.items():
+            if key in resolution.values or env_value(key)[0]:
+                continue
+            resolution.values[key] = state.as_config_value(value)
+            resolution.sources[key] = f"state Secret {kept.namespace}/{kept.name}"
+
+    def namespace(self) -> str:
+        namespace, source = self.effective("K8S_NAMESPACE")
+        if not isinstance(namespace, str) or "{" in namespace or not namespace:
+            raise EksError(
+                f"{source}: K8S_NAMESPACE must be a plain namespace name when the "
+                "cluster is read."
+            )
+        return namespace
+
+
+def _shape(value: t.Any) -> str:
+    """How a wrong setting looks, without repeating a long value."""
+    if isinstance(value, str) and len(value) <= 40:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def client() -> Kube:
+    from .. import kube
+
+    return kube.client()
+
+
+_secrets: dict[tuple[t.Any, ...], SecretValues] = {}
+
+
+def read_secrets(
+    namespace: str, specs: list[SecretSpec], renames: dict[tuple[str, str], str]
+) -> SecretValues:
+    """Read the Secrets once per process; mask and report them."""
+    import click
+
+    from . import masking, secrets
+
+    key = (
+        namespace,
+        tuple(specs),
+        tuple(sorted(renames.items())),
+        os.environ.get("KUBECONFIG", ""),
+    )
+    cached = _secrets.get(key)
+    if cached is not None:
+        return cached
+    found = secrets.fetch(client(), namespace, specs, renames)
+    masking.mask(found.values.values())
+    _secrets[key] = found
+    absent = (
+        f"; optional, absent: {', '.join(found.missing_optional)}"
+        if found.missing_optional
+        else ""
+    )
+    click.echo(
+        f"eks: Secrets read from namespace {namespace}: "
+        f"{', '.join(found.found) or 'none'}{absent}",
+        err=True,
+    )
+    return found

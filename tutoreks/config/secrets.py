@@ -1,0 +1,214 @@
+"""Layer 5 of the configuration: values read from the operator's Kubernetes Secrets.
+
+Convention (compatible with the cookiecutter-openedx-devops Terraform stacks):
+every data key of a listed Secret, upper-cased, is a Tutor config key;
+``EKS_SECRET_KEYS`` renames others. Secrets are fetched by name with GET
+(``get`` on those names is the only permission needed), concurrently, once per
+process. No value is ever printed or logged; under GitHub Actions each value is
+masked before anything else is printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import concurrent.futures
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+from ..exceptions import EksError
+
+if t.TYPE_CHECKING:
+    from ..kube import Kube
+
+KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*$")
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+#: External endpoints switch Tutor's in-cluster service off.
+ENDPOINT_SWITCHES = {
+    "MYSQL_HOST": "RUN_MYSQL",
+    "REDIS_HOST": "RUN_REDIS",
+    "MONGODB_HOST": "RUN_MONGODB",
+    "SMTP_HOST": "RUN_SMTP",
+}
+#: An endpoint from a Secret needs these keys from a Secret too.
+ENDPOINT_NEEDS = {
+    "MYSQL_HOST": ("MYSQL_ROOT_PASSWORD",),
+    "S3_STORAGE_BUCKET": ("S3_REGION",),
+    "OPENEDX_MYSQL_USERNAME": ("OPENEDX_MYSQL_PASSWORD",),
+}
+#: Keys each conventional Secret must hold (after renames).
+REQUIRED_KEYS = {
+    "mysql-root": ("MYSQL_HOST", "MYSQL_ROOT_PASSWORD"),
+    "mysql-openedx": ("OPENEDX_MYSQL_PASSWORD",),
+    "redis": ("REDIS_HOST",),
+    "mongodb": ("MONGODB_HOST",),
+    "smtp": ("SMTP_HOST",),
+    "s3-openedx-storage": ("S3_STORAGE_BUCKET", "S3_REGION"),
+}
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    name: str
+    optional: bool
+
+    @classmethod
+    def parse(cls, text: str) -> SecretSpec:
+        optional = text.endswith("?")
+        return cls(text[:-1] if optional else text, optional)
+
+
+@dataclass
+class SecretValues:
+    """What the listed Secrets provide, with where each key came from."""
+
+    namespace: str
+    values: dict[str, str] = field(default_factory=dict)
+    #: Tutor key -> (Secret name, data key)
+    origins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    missing_optional: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+
+    def origin(self, key: str) -> str:
+        """``secret/data-key`` of a Tutor key, for tables."""
+        return "/".join(self.origins[key])
+
+    def where(self, key: str) -> str:
+        """``Secret namespace/name key data-key``, the start of every message about it."""
+        secret, data_key = self.origins[key]
+        return f"Secret {self.namespace}/{secret} key {data_key}"
+
+
+def parse_specs(setting: t.Any, source: str) -> list[SecretSpec]:
+    if not isinstance(setting, list) or not all(
+        isinstance(s, str) and s.strip("?") for s in setting
+    ):
+        raise EksError(
+            f"{source}: EKS_SECRETS must be a list of Secret names (a trailing '?' marks an optional one)."
+        )
+    specs = [SecretSpec.parse(s) for s in setting]
+    for spec in specs:
+        if not NAME_PATTERN.match(spec.name):
+            raise EksError(
+                f"{source}: EKS_SECRETS has {spec.name!r}, which is not a valid Secret name."
+            )
+    return specs
+
+
+def parse_renames(setting: t.Any, source: str) -> dict[tuple[str, str], str]:
+    if not isinstance(setting, dict):
+        raise EksError(
+            f'{source}: EKS_SECRET_KEYS must be a mapping of "secret/key": "TUTOR_KEY".'
+        )
+    renames = {}
+    for origin, key in setting.items():
+        secret, _, data_key = str(origin).partition("/")
+        if (
+            not secret
+            or not data_key
+            or not isinstance(key, str)
+            or not KEY_PATTERN.match(key)
+        ):
+            raise EksError(
+                f'{source}: EKS_SECRET_KEYS entry {origin!r}: {key!r} must be "secret/key": "TUTOR_KEY".'
+            )
+        renames[(secret, data_key)] = key
+    return renames
+
+
+def fetch(
+    kube: Kube,
+    namespace: str,
+    specs: list[SecretSpec],
+    renames: dict[tuple[str, str], str],
+) -> SecretValues:
+    """GET every listed Secret concurrently and map its keys to Tutor keys."""
+    from ..kube import SECRETS, KubeError
+
+    def get(spec: SecretSpec) -> tuple[SecretSpec, dict[str, t.Any] | None]:
+        try:
+            secret = kube.get(SECRETS, spec.name, namespace)
+        except KubeError as e:
+            raise EksError(f"Secret {namespace}/{spec.name}: {e}") from e
+        if secret is None and not spec.optional:
+            raise EksError(
+                f"Secret {namespace}/{spec.name} not found: create it in namespace "
+                f"{namespace!r}, or mark it optional in EKS_SECRETS ({spec.name}?)."
+            )
+        return spec, secret
+
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(8, max(1, len(specs)))
+    ) as pool:
+        answers = list(pool.map(get, specs))
+    result = SecretValues(namespace=namespace)
+    for spec, secret in answers:
+        if secret is None:
+            result.missing_optional.append(spec.name)
+        else:
+            result.found.append(spec.name)
+            add_secret(result, spec.name, secret, renames)
+    check_endpoints(result)
+    return result
+
+
+def add_secret(
+    result: SecretValues,
+    name: str,
+    secret: dict[str, t.Any],
+    renames: dict[tuple[str, str], str],
+) -> None:
+    """Map one Secret's data keys to Tutor keys into ``result``."""
+    namespace = result.namespace
+    data = secret.get("data") or {}
+    if not isinstance(data, dict):
+        raise EksError(f"Secret {namespace}/{name}: its data is not a mapping.")
+    for data_key in sorted(data):
+        key = renames.get((name, data_key), str(data_key).upper())
+        where = f"Secret {namespace}/{name} key {data_key}"
+        if not KEY_PATTERN.match(key):
+            raise EksError(
+                f"{where}: {key!r} is not a Tutor setting name; rename it with "
+                f'EKS_SECRET_KEYS: {{"{name}/{data_key}": "TUTOR_KEY"}}.'
+            )
+        value = decode(data[data_key], where)
+        if key in result.origins:
+            if result.values[key] == value:
+                continue  # the same endpoint in two Secrets (mysql-root, mysql-openedx)
+            raise EksError(
+                f"{where}: {key} differs from {result.where(key)}; "
+                "both Secrets provide it: make them equal or remove one."
+            )
+        result.values[key] = value
+        result.origins[key] = (name, data_key)
+    for required in REQUIRED_KEYS.get(name, ()):
+        if required not in result.values:
+            raise EksError(
+                f"Secret {namespace}/{name} has no key {required} (needed by the Secret contract)."
+            )
+
+
+def decode(encoded: t.Any, where: str) -> str:
+    """A Secret's base64 data value as text."""
+    if not isinstance(encoded, str):
+        raise EksError(f"{where}: the API answered a value that is not base64 text.")
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as e:
+        raise EksError(f"{where}: the value is not UTF-8 text.") from e
+
+
+def check_endpoints(result: SecretValues) -> None:
+    """An endpoint from a Secret comes with what it needs."""
+    for endpoint, needs in ENDPOINT_NEEDS.items():
+        if endpoint not in result.values:
+            continue
+        for need in needs:
+            if need not in result.values:
+                secret_name = result.origins[endpoint][0]
+                raise EksError(
+                    f"Secret {result.namespace}/{secret_name} provides {endpoint} "
+                    f"but no Secret provides {need}."
+                )

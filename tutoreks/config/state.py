@@ -1,0 +1,298 @@
+"""Layer 3 of the configuration: the values Tutor generated on an environment's
+first deploy, kept in a Secret of its namespace (the *state*).
+
+A CI job starts from an empty tutor root, where Tutor would generate new values
+for every unique key (``ID``, which is in every Deployment's label selector,
+``OPENEDX_SECRET_KEY``, ``JWT_RSA_PRIVATE_KEY``, passwords ...). The first deploy
+stores them in the state Secret; every later one, from any root, reads them back.
+The unique keys are Tutor's at run time (core's and every enabled plugin's
+``CONFIG_UNIQUE``), so a plugin enabled later gets its keys kept too. A value the
+operator provides (environment, Secret, ``TUTOR_<KEY>``) wins and is never copied
+into the state.
+
+Creating is create-or-read: two first deploys racing end with the values of the
+one the API server accepted first, used by both. Adding keys is a PUT with the
+read ``resourceVersion``, retried on conflict: never last-writer-wins.
+
+The state also records the Tutor release and plugin version of the last
+successful deploy, so that ``tutor k8s launch`` from an empty root runs Tutor's
+upgrade steps when the release changed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from ..exceptions import EksError
+
+if t.TYPE_CHECKING:
+    from ..kube import Kube
+    from .resolve import Resolution
+
+ANNOTATION = "tutor-contrib-eks/"
+ENVIRONMENT_ANNOTATION = ANNOTATION + "environment"
+TUTOR_VERSION_ANNOTATION = ANNOTATION + "tutor-version"
+PLUGIN_VERSION_ANNOTATION = ANNOTATION + "plugin-version"
+DEPLOYED_AT_ANNOTATION = ANNOTATION + "deployed-at"
+LABELS = {
+    "app.kubernetes.io/managed-by": "tutor-contrib-eks",
+    "app.kubernetes.io/component": "state",
+}
+ATTEMPTS = 5
+
+
+@dataclass
+class State:
+    """The state Secret of one environment, as read."""
+
+    namespace: str
+    name: str
+    environment: str
+    values: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.resource_version is not None
+
+    @property
+    def display(self) -> str:
+        return f"Secret {self.namespace}/{self.name}"
+
+    @property
+    def last_tutor_version(self) -> str | None:
+        return self.annotations.get(TUTOR_VERSION_ANNOTATION) or None
+
+    def provided(self, resolution: Resolution) -> list[str]:
+        """The keys whose value reaches Tutor from this state."""
+        return [
+            key
+            for key in self.values
+            if resolution.sources.get(key, "").startswith("state Secret")
+        ]
+
+
+def as_config_value(value: str) -> str:
+    """A state value as a CONFIG_USER value: Tutor renders every value with Jinja."""
+    from .values import jinja_literal
+
+    return jinja_literal(value)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+_states: dict[tuple[str, str, str], State] = {}
+
+
+def _cache_key(namespace: str, name: str) -> tuple[str, str, str]:
+    return (os.environ.get("KUBECONFIG", ""), namespace, name)
+
+
+def read(kube: Kube, namespace: str, name: str, environment: str) -> State:
+    """The state Secret, read once per process (an empty state if it is absent)."""
+    key = _cache_key(namespace, name)
+    cached = _states.get(key)
+    if cached is None:
+        cached = fetch(kube, namespace, name, environment)
+        _states[key] = cached
+        from . import masking
+
+        masking.mask(cached.values.values())
+    return cached
+
+
+def fetch(kube: Kube, namespace: str, name: str, environment: str) -> State:
+    from ..kube import SECRETS, KubeError
+
+    where = f"state Secret {namespace}/{name}"
+    try:
+        secret = kube.get(SECRETS, name, namespace)
+    except KubeError as e:
+        raise EksError(f"Cannot read the {where}: {e}") from e
+    if secret is None:
+        return State(namespace, name, environment)
+    return parse(secret, namespace, name, environment)
+
+
+def parse(
+    secret: dict[str, t.Any], namespace: str, name: str, environment: str
+) -> State:
+    """A state Secret as read from the API; refuses one that is not this
+    environment's or that cannot be decoded, naming it and the key."""
+    from .secrets import decode
+
+    where = f"state Secret {namespace}/{name}"
+    metadata = secret.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    owner = annotations.get(ENVIRONMENT_ANNOTATION)
+    if owner != environment:
+        raise EksError(
+            f"The {where} belongs to environment {owner!r}, not {environment!r}: two "
+            "environments share a namespace and a state Secret. Give this one its own "
+            "K8S_NAMESPACE, or its own EKS_STATE_SECRET."
+            if owner
+            else f"The {where} was not written by tutor-contrib-eks (no "
+            f"{ENVIRONMENT_ANNOTATION} annotation): choose another EKS_STATE_SECRET."
+        )
+    data = secret.get("data") or {}
+    if not isinstance(data, dict):
+        raise EksError(f"The {where} is corrupt: its data is not a mapping.")
+    values = {
+        str(key): decode(encoded, f"{where} key {key}")
+        for key, encoded in sorted(data.items())
+    }
+    return State(
+        namespace,
+        name,
+        environment,
+        values=values,
+        annotations={str(k): str(v) for k, v in annotations.items()},
+        resource_version=str(metadata.get("resourceVersion") or "") or None,
+    )
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def generated_keys(resolution: Resolution, config: dict[str, t.Any]) -> dict[str, str]:
+    """The unique keys whose value Tutor generated in ``config``: no higher layer
+    provides them (environment, Secrets, TUTOR_ variables)."""
+    from .. import tutor_compat
+    from .resolve import env_value
+
+    found = {}
+    for key in tutor_compat.unique_keys():
+        if key not in config or env_value(key)[0]:
+            continue
+        source = resolution.sources.get(key, "")
+        if key in resolution.values and not source.startswith("state Secret"):
+            continue
+        value = config[key]
+        found[key] = value if isinstance(value, str) else str(value)
+    return found
+
+
+def keep_generated(resolution: Resolution, config: dict[str, t.Any]) -> None:
+    """Before config.yml is written: store Tutor's generated values in the state,
+    or use those another deploy stored first. ``config`` gets the state's values."""
+    from . import resolve
+
+    state = resolution.state
+    if state is None:
+        return
+    generated = generated_keys(resolution, config)
+    missing = {k: v for k, v in generated.items() if k not in state.values}
+    if not missing:
+        return
+    kube = resolve.client()
+    if not state.exists:
+        from ..deploy import adopt
+
+        adopt.refuse_foreign_instance(kube, state.namespace, generated.get("ID"))
+    stored = store(kube, state, missing)
+    for key in generated:
+        if key in stored.values:
+            config[key] = stored.values[key]
+    _states[_cache_key(state.namespace, state.name)] = stored
+    resolve.forget()
+    from . import masking
+
+    masking.mask(stored.values.values())
+
+
+def store(kube: Kube, state: State, missing: dict[str, str]) -> State:
+    """Add ``missing`` to the state Secret without overwriting a value another
+    deploy stored; the state as the API server has it afterwards."""
+    from ..kube import SECRETS, KubeError
+
+    current = state
+    for _attempt in range(ATTEMPTS):
+        body = manifest(current, {**missing, **current.values})
+        try:
+            if current.exists:
+                answer = kube.replace(SECRETS, current.namespace, current.name, body)
+            else:
+                answer = kube.create(SECRETS, current.namespace, body)
+        except KubeError as e:
+            if e.status != 409:
+                verb = "update" if current.exists else "create"
+                raise EksError(
+                    f"Cannot {verb} the state {current.display}, which keeps Tutor's "
+                    f"generated values: {e}"
+                ) from e
+            current = fetch(kube, current.namespace, current.name, current.environment)
+            missing = {k: v for k, v in missing.items() if k not in current.values}
+            if not missing:
+                return current
+            continue
+        return parse(answer, current.namespace, current.name, current.environment)
+    raise EksError(
+        f"The state {state.display} kept changing while this deploy wrote it "
+        f"({ATTEMPTS} attempts): is another deploy of this environment running?"
+    )
+
+
+def manifest(
+    state: State, values: dict[str, str], annotations: dict[str, str] | None = None
+) -> dict[str, t.Any]:
+    """The Secret object of ``state`` holding ``values``."""
+    import base64
+
+    metadata: dict[str, t.Any] = {
+        "name": state.name,
+        "namespace": state.namespace,
+        "labels": dict(LABELS),
+        "annotations": {
+            **state.annotations,
+            ENVIRONMENT_ANNOTATION: state.environment,
+            **(annotations or {}),
+        },
+    }
+    if state.resource_version:
+        metadata["resourceVersion"] = state.resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "data": {
+            key: base64.b64encode(value.encode("utf-8")).decode("ascii")
+            for key, value in sorted(values.items())
+        },
+    }
+
+
+def record_deploy(kube: Kube, state: State) -> State:
+    """After a successful deploy: the Tutor release and plugin version it used."""
+    from .. import tutor_compat
+    from ..__about__ import __version__
+    from ..kube import SECRETS, KubeError
+
+    stamp = {
+        TUTOR_VERSION_ANNOTATION: tutor_compat.tutor_version(),
+        PLUGIN_VERSION_ANNOTATION: __version__,
+        DEPLOYED_AT_ANNOTATION: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    current = fetch(kube, state.namespace, state.name, state.environment)
+    for _attempt in range(ATTEMPTS):
+        if not current.exists:
+            return current
+        body = manifest(current, current.values, stamp)
+        try:
+            answer = kube.replace(SECRETS, current.namespace, current.name, body)
+        except KubeError as e:
+            if e.status != 409:
+                raise EksError(
+                    f"The deploy succeeded, but recording it in the state "
+                    f"{current.display} failed: {e}"
+                ) from e
+            current = fetch(kube, current.namespace, current.name, current.environment)
+            continue
+        recorded = parse(answer, current.namespace, current.name, current.environment)
+        _states[_cache_key(current.namespace, current.name)] = recorded
+        return recorded
+    return current

@@ -1,0 +1,206 @@
+"""Namespaces deployed before the state existed: by plain Tutor, by the
+cookiecutter-openedx-devops workflow, or by an earlier version of this plugin.
+
+Tutor puts ``app.kubernetes.io/instance: openedx-<ID>`` into every Deployment's
+label selector, which Kubernetes never lets change. Before a first deploy writes
+the state, :func:`refuse_foreign_instance` compares the ``ID`` about to be used with
+the live Deployments; a mismatch is refused (nothing is written or applied) with
+the command that adopts the namespace: ``tutor eks adopt``, which recovers the
+live ``ID`` and every generated value it can read back from the live objects
+(:func:`recover`) into the state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+import yaml
+
+from .. import tutor_compat
+from ..exceptions import EksError
+
+if t.TYPE_CHECKING:
+    from ..kube import Kube
+
+TUTOR_SELECTOR = "app.kubernetes.io/managed-by=tutor"
+
+
+def live_instances(kube: Kube, namespace: str) -> dict[str, list[str]]:
+    """Tutor instance IDs of the live Deployments -> their names."""
+    from ..kube import DEPLOYMENTS
+
+    found: dict[str, list[str]] = {}
+    prefix = tutor_compat.instance_label_value("")
+    for deployment in kube.list(DEPLOYMENTS, namespace, TUTOR_SELECTOR):
+        metadata = deployment.get("metadata") or {}
+        label = (metadata.get("labels") or {}).get(tutor_compat.INSTANCE_LABEL, "")
+        if label.startswith(prefix):
+            found.setdefault(label[len(prefix) :], []).append(str(metadata.get("name")))
+    return found
+
+
+def refuse_foreign_instance(kube: Kube, namespace: str, wanted: str | None) -> None:
+    """Refuse to deploy ``ID`` ``wanted`` into a namespace that runs another one."""
+    if wanted is None:
+        return
+    others = {
+        instance: names
+        for instance, names in live_instances(kube, namespace).items()
+        if instance != wanted
+    }
+    if not others:
+        return
+    instance, names = sorted(others.items())[0]
+    raise EksError(
+        f"Namespace {namespace} already runs the Tutor instance with ID {instance!r} "
+        f"(Deployments {', '.join(sorted(names)[:5])}), and this deploy would use ID "
+        f"{wanted!r}: Kubernetes refuses to change a Deployment's selector, so nothing "
+        "was written or applied. If that instance is this environment, deployed before "
+        "tutor-contrib-eks kept its state, run `tutor eks adopt` once to keep its ID "
+        "and generated values; otherwise deploy to another K8S_NAMESPACE."
+    )
+
+
+# --- recovering generated values from the live objects ------------------------------------
+
+
+@dataclass
+class Recovery:
+    values: dict[str, str] = field(default_factory=dict)
+    #: key -> where it was read (an object and field, never the value)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def add(self, key: str, value: t.Any, origin: str) -> None:
+        if isinstance(value, str) and value and key not in self.values:
+            self.values[key] = value
+            self.origins[key] = origin
+
+
+def recover(kube: Kube, namespace: str, instance: str) -> Recovery:
+    """Every generated value that the live objects of ``instance`` reveal."""
+    recovery = Recovery()
+    recovery.add("ID", instance, "the app.kubernetes.io/instance label")
+    files = config_files(kube, namespace, instance)
+    recover_from_env_yml(recovery, files.get("lms.env.yml", ""))
+    recover_from_settings(recovery, files)
+    recover_from_deployments(recovery, kube, namespace, instance)
+    return recovery
+
+
+def config_files(kube: Kube, namespace: str, instance: str) -> dict[str, str]:
+    """The newest ``openedx-config`` and ``openedx-settings-*`` files of the
+    instance: Secrets (this plugin) or ConfigMaps (plain Tutor, with a hash suffix)."""
+    from ..kube import CONFIG_MAPS, SECRETS
+
+    selector = (
+        f"{tutor_compat.INSTANCE_LABEL}={tutor_compat.instance_label_value(instance)}"
+    )
+    files: dict[str, str] = {}
+    for resource in (CONFIG_MAPS, SECRETS):
+        objects = sorted(
+            kube.list(resource, namespace, selector),
+            key=lambda o: str((o.get("metadata") or {}).get("creationTimestamp", "")),
+        )
+        for obj in objects:
+            name = str((obj.get("metadata") or {}).get("name", ""))
+            if not name.startswith(tuple(tutor_compat.CREDENTIAL_CONFIGMAPS)):
+                continue
+            service = "cms" if "settings-cms" in name else "lms"
+            for key, value in (obj.get("data") or {}).items():
+                text = value
+                if resource is SECRETS:
+                    text = base64.b64decode(value).decode("utf-8", "replace")
+                files[key if key.endswith(".yml") else f"{service}/{key}"] = text
+    return files
+
+
+def recover_from_env_yml(recovery: Recovery, text: str) -> None:
+    try:
+        env = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return
+    if not isinstance(env, dict):
+        return
+    recovery.add("OPENEDX_SECRET_KEY", env.get("SECRET_KEY"), "lms.env.yml SECRET_KEY")
+    database = ((env.get("DATABASES") or {}).get("default")) or {}
+    recovery.add(
+        "OPENEDX_MYSQL_PASSWORD",
+        database.get("PASSWORD"),
+        "lms.env.yml DATABASES.default.PASSWORD",
+    )
+
+
+_ASSIGNMENTS = {
+    "MEILISEARCH_MASTER_KEY": (
+        "lms/production.py",
+        r'^MEILISEARCH_MASTER_KEY = "(.*)"$',
+    ),
+    "MEILISEARCH_API_KEY": ("lms/production.py", r'^MEILISEARCH_API_KEY = "(.*)"$'),
+    "CMS_OAUTH2_SECRET": (
+        "cms/production.py",
+        r'^SOCIAL_AUTH_EDX_OAUTH2_SECRET = "(.*)"$',
+    ),
+}
+
+
+def recover_from_settings(recovery: Recovery, files: dict[str, str]) -> None:
+    for key, (name, pattern) in _ASSIGNMENTS.items():
+        found = re.search(pattern, files.get(name, ""), re.MULTILINE)
+        if found:
+            recovery.add(key, found.group(1), f"{name} ({pattern.split(' ')[0][1:]})")
+    jwk = re.search(
+        r'JWT_PRIVATE_SIGNING_JWK"\] = json.dumps\(\s*(\{.*?\})\s*\)',
+        files.get("lms/production.py", ""),
+        re.DOTALL,
+    )
+    if jwk:
+        recovery.add(
+            "JWT_RSA_PRIVATE_KEY",
+            pem_from_jwk(jwk.group(1)),
+            "lms/production.py JWT_PRIVATE_SIGNING_JWK",
+        )
+
+
+def pem_from_jwk(text: str) -> str | None:
+    """The PEM of an RSA private JWK as Tutor renders it (``rsa_private_key``)."""
+    try:
+        jwk = json.loads(re.sub(r",\s*\}", "}", text))
+        from Crypto.PublicKey import RSA
+
+        numbers = [_b64_int(jwk[part]) for part in ("n", "e", "d", "p", "q")]
+        return str(RSA.construct(tuple(numbers)).export_key().decode())
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _b64_int(text: str) -> int:
+    padded = text + "=" * (-len(text) % 4)
+    return int.from_bytes(base64.urlsafe_b64decode(padded), "big")
+
+
+def recover_from_deployments(
+    recovery: Recovery, kube: Kube, namespace: str, instance: str
+) -> None:
+    from ..kube import DEPLOYMENTS
+
+    selector = (
+        f"{tutor_compat.INSTANCE_LABEL}={tutor_compat.instance_label_value(instance)}"
+    )
+    wanted = {
+        "MYSQL_ROOT_PASSWORD": "MYSQL_ROOT_PASSWORD",
+        "MEILI_MASTER_KEY": "MEILISEARCH_MASTER_KEY",
+    }
+    for deployment in kube.list(DEPLOYMENTS, namespace, selector):
+        name = (deployment.get("metadata") or {}).get("name")
+        spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in spec.get("containers") or []:
+            for env in container.get("env") or []:
+                key = wanted.get(str(env.get("name")))
+                if key and "value" in env:
+                    recovery.add(
+                        key, env["value"], f"Deployment {name} env {env['name']}"
+                    )

@@ -1,0 +1,202 @@
+"""Step 4: guard the save. config.yml keeps only what the user put there, and a
+failed command leaves config.yml and env/ as they were.
+
+Tutor writes whatever ``CONFIG_USER`` returns into config.yml on ``config save``
+and ``k8s launch``, and has no hook around that write: every write of config.yml
+goes through :func:`guarded_save` (``tutor_compat.wrap_save_config_file``), which
+
+1. takes a snapshot of config.yml and env/ the first time in a command, so that a
+   command failing before env/ is completely written puts both back;
+2. keeps the values Tutor generated on an environment's first deploy in the
+   cluster's state Secret (``config/state.py``), or takes the ones another deploy
+   stored there first;
+3. writes config.yml without any value the plugin provided (environment, Secrets,
+   state, variables): a key the root already had keeps the root's value.
+
+The config dict Tutor passes is never changed in place, except for generated
+values that another deploy stored first (step 2), which Tutor must use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import tutor_compat
+
+BACKUP_PREFIX = ".eks-env-backup-"
+
+
+@dataclass
+class Snapshot:
+    root: str
+    config_bytes: bytes | None
+    backup: str | None
+    env_saved: bool = False
+
+
+#: The snapshot of the running command, if it saved config.yml.
+_snapshots: dict[str, Snapshot] = {}
+
+
+def install() -> None:
+    tutor_compat.wrap_save_config_file(guarded_save)
+
+
+def guarded_save(
+    original: tutor_compat.SaveConfigFile, root: str, config: dict[str, t.Any]
+) -> None:
+    from .config import resolve
+
+    take_snapshot(root)
+    resolution = resolve.for_root(root)
+    if resolution is not None and resolution.online:
+        from .config import state
+
+        state.keep_generated(resolution, config)
+    original(root, without_injected(root, config, resolution))
+
+
+def without_injected(
+    root: str, config: dict[str, t.Any], resolution: t.Any
+) -> dict[str, t.Any]:
+    """A copy of ``config`` where every key the plugin provided has the root's own
+    value, or is absent; keys set by ``--set``/``--unset`` are the user's."""
+    if resolution is None:
+        return config
+    result = dict(config)
+    path = tutor_compat.config_path(root)
+    previous = (
+        tutor_compat.read_root_config_text(Path(path).read_text(encoding="utf-8"))
+        if os.path.exists(path)
+        else {}
+    )
+    previous = previous if isinstance(previous, dict) else {}
+    explicit = tutor_compat.explicitly_set_keys()
+    injected = set(resolution.values)
+    if resolution.state is not None:
+        injected.update(resolution.state.values)
+    for key in injected:
+        if key in explicit:
+            if key in resolution.values:
+                from tutor import fmt
+
+                fmt.echo_alert(
+                    f"{key} is saved in the tutor root's config.yml, but "
+                    f"{resolution.sources.get(key, 'the environment')} takes precedence over it."
+                )
+            continue
+        if key in previous:
+            result[key] = previous[key]
+        else:
+            result.pop(key, None)
+    return result
+
+
+# --- snapshot and restore -------------------------------------------------------------
+
+
+def take_snapshot(root: str) -> None:
+    """Keep config.yml and env/ so that a failed command can put them back."""
+    if root in _snapshots:
+        return
+    path = tutor_compat.config_path(root)
+    config_bytes = Path(path).read_bytes() if os.path.exists(path) else None
+    env_dir = tutor_compat.env_dir(root)
+    backup = None
+    if os.path.isdir(env_dir):
+        backup = tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=root)
+        shutil.copytree(env_dir, os.path.join(backup, "env"), symlinks=True)
+    snapshot = Snapshot(root, config_bytes, backup)
+    if not tutor_compat.on_command_end(lambda: finish(snapshot)):
+        discard(snapshot)
+        return
+    _snapshots[root] = snapshot
+    _restore_on_sigterm()
+
+
+def mark_env_saved(root_env: str, _config: dict[str, t.Any]) -> None:
+    """ENV_SAVED: config.yml and env/ were both written completely."""
+    for snapshot in _snapshots.values():
+        if tutor_compat.env_dir(snapshot.root) == root_env:
+            snapshot.env_saved = True
+
+
+def failing() -> bool:
+    """Whether the command is ending with an error (called while click closes it)."""
+    import click
+
+    error = sys.exc_info()[1]
+    if error is None:
+        return False
+    if isinstance(error, click.exceptions.Exit):
+        return error.exit_code != 0
+    if isinstance(error, SystemExit):
+        return error.code not in (0, None)
+    return True
+
+
+def finish(snapshot: Snapshot, failed: bool | None = None) -> None:
+    """When the command ends: put config.yml and env/ back if it failed before env/
+    was completely written (a command that saves config.yml alone, such as
+    ``tutor plugins index add``, and succeeds, keeps what it wrote)."""
+    if _snapshots.get(snapshot.root) is snapshot:
+        del _snapshots[snapshot.root]
+    try:
+        if (failing() if failed is None else failed) and not snapshot.env_saved:
+            restore(snapshot)
+    finally:
+        discard(snapshot)
+
+
+def discard(snapshot: Snapshot) -> None:
+    if snapshot.backup:
+        shutil.rmtree(snapshot.backup, ignore_errors=True)
+        snapshot.backup = None
+
+
+def restore(snapshot: Snapshot) -> None:
+    from tutor import fmt
+
+    path = tutor_compat.config_path(snapshot.root)
+    if snapshot.config_bytes is None:
+        if os.path.exists(path):
+            os.remove(path)
+    else:
+        tmp = path + ".eks-restore"
+        Path(tmp).write_bytes(snapshot.config_bytes)
+        os.replace(tmp, path)
+    env_dir = tutor_compat.env_dir(snapshot.root)
+    if os.path.isdir(env_dir):
+        shutil.rmtree(env_dir)
+    if snapshot.backup:
+        os.replace(os.path.join(snapshot.backup, "env"), env_dir)
+    fmt.echo_alert(
+        f"The save failed: {path} and {env_dir} are back to what they were before this command."
+    )
+
+
+def _restore_on_sigterm() -> None:
+    """SIGTERM (a cancelled CI job) restores and cleans up as an error does."""
+    if getattr(_restore_on_sigterm, "installed", False):
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: t.Any) -> None:
+        for snapshot in list(_snapshots.values()):
+            finish(snapshot, failed=True)
+        if callable(previous):
+            previous(signum, frame)
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread
+        return
+    _restore_on_sigterm.installed = True  # type: ignore[attr-defined]

@@ -1,0 +1,167 @@
+"""Kustomize patches: credentials out of ConfigMaps and Job arguments.
+
+Tutor ships the rendered LMS/CMS config and settings files (database, Redis,
+SMTP, MongoDB and AWS credentials included) as ConfigMaps, and renders the MySQL
+root password into the init Job's arguments. With an environment selected:
+
+- ``openedx-config``, ``openedx-settings-lms`` and ``openedx-settings-cms`` become
+  Secrets with the same names and keys (``secretGenerator`` in the ``kustomization``
+  patch), the ConfigMaps are deleted from the build, and every Deployment and Job
+  that mounted them mounts the Secret at the same path. The Secret names carry no
+  hash (so RBAC can name them); a checksum annotation on each pod template rolls
+  the pods when a file changes, a rotated Secret value included;
+- Tutor's Jobs get every value that came from a Kubernetes Secret or the state as
+  a ``TUTOREKS_<KEY>`` variable from that Secret (``secretKeyRef``), which the task
+  scripts read (``render/tasks.py``): the value never appears in a Job, Pod or
+  Deployment spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import typing as t
+
+import jinja2
+import yaml
+
+from .. import tutor_compat
+from ..tutor_compat import CREDENTIAL_CONFIGMAPS as CONFIGS
+
+if t.TYPE_CHECKING:
+    from ..config.resolve import Resolution
+
+CHECKSUM_ANNOTATION = "tutor-contrib-eks/config-checksum"
+FAST_LOADER: t.Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Task scripts read a value from a Secret as ``${TUTOREKS_<KEY>}``.
+ENV_PREFIX = "TUTOREKS_"
+#: When the plugin was loaded: files of env/ newer than this were written by this process.
+STARTED = time.time()
+
+_cache: dict[str, t.Any] = {"renderer": None, "text": ""}
+
+
+def kustomize_patches(context: jinja2.runtime.Context, resolution: Resolution) -> str:
+    """Template global: the kustomize patches of this module, as ``patches:`` items."""
+    renderer = getattr(context.get("patch"), "__self__", None)
+    if renderer is not None and _cache["renderer"] is renderer:
+        return t.cast(str, _cache["text"])
+    text = build_patches(context, resolution)
+    _cache.update(renderer=renderer, text=text)
+    return text
+
+
+def rendered(context: jinja2.runtime.Context, template_name: str) -> str:
+    """A template rendered with the config of ``context``.
+
+    ``tutor config save`` renders Tutor's ``apps/`` and ``k8s/`` targets before
+    ``kustomization.yml``: a file this process has just written to env/ is read
+    back instead of being rendered a second time.
+    """
+    path = os.path.join(
+        tutor_compat.env_dir(tutor_compat.current_root()), *template_name.split("/")
+    )
+    try:
+        if os.stat(path).st_mtime >= STARTED:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    except OSError:
+        pass
+    return context.environment.get_template(template_name).render(context.get_all())
+
+
+def build_patches(context: jinja2.runtime.Context, resolution: Resolution) -> str:
+    """Delete Tutor's credential ConfigMaps, and patch every Deployment and Job."""
+    checksum = config_checksum(context)
+    keys = resolution.secret_keys()
+    patches = [{"patch": yaml.safe_dump(delete_configmap(name))} for name in CONFIGS]
+    for workload in workloads(context):
+        patch = workload_patch(workload, checksum, keys)
+        if patch is not None:
+            patches.append({"patch": yaml.safe_dump(patch, sort_keys=False)})
+    return yaml.safe_dump(patches, sort_keys=False, width=1000)
+
+
+def config_checksum(context: jinja2.runtime.Context) -> str:
+    """sha256 of every file the credential Secrets hold: it changes with any of them."""
+    walk = context.environment.filters["walk_templates"]
+    checksum = hashlib.sha256()
+    for folder in CONFIGS.values():
+        for name in sorted(walk(folder)):
+            checksum.update(
+                name.encode() + b"\0" + rendered(context, name).encode() + b"\0"
+            )
+    return checksum.hexdigest()
+
+
+def delete_configmap(name: str) -> dict[str, t.Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "$patch": "delete",
+    }
+
+
+def workload_patch(
+    workload: dict[str, t.Any], checksum: str, keys: dict[str, tuple[str, str]]
+) -> dict[str, t.Any] | None:
+    """Mount the credential Secrets where the ConfigMaps were (with the checksum
+    annotation), and give Jobs every Secret value as a ``secretKeyRef`` variable."""
+    spec = workload["spec"]["template"]["spec"]
+    template: dict[str, t.Any] = {"spec": {}}
+    volumes = secret_volumes(spec)
+    if volumes:
+        template["metadata"] = {"annotations": {CHECKSUM_ANNOTATION: checksum}}
+        template["spec"]["volumes"] = volumes
+    if workload["kind"] == "Job" and keys:
+        env = secret_env(keys)
+        template["spec"]["containers"] = [
+            {"name": c["name"], "env": env} for c in spec.get("containers") or []
+        ]
+    if not template["spec"]:
+        return None
+    return {
+        "apiVersion": workload["apiVersion"],
+        "kind": workload["kind"],
+        "metadata": {"name": workload["metadata"]["name"]},
+        "spec": {"template": template},
+    }
+
+
+def secret_volumes(pod_spec: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    return [
+        {
+            "name": volume["name"],
+            "configMap": None,
+            "secret": {"secretName": volume["configMap"]["name"]},
+        }
+        for volume in pod_spec.get("volumes") or []
+        if (volume.get("configMap") or {}).get("name") in CONFIGS
+    ]
+
+
+def secret_env(keys: dict[str, tuple[str, str]]) -> list[dict[str, t.Any]]:
+    return [
+        {
+            "name": ENV_PREFIX + key,
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": data_key}},
+        }
+        for key, (secret, data_key) in sorted(keys.items())
+    ]
+
+
+def workloads(context: jinja2.runtime.Context) -> list[dict[str, t.Any]]:
+    """Tutor's Deployments and Jobs, plugins' included, rendered with this config."""
+    found = []
+    for template_name in tutor_compat.WORKLOAD_TEMPLATES:
+        for document in yaml.load_all(
+            rendered(context, template_name), Loader=FAST_LOADER
+        ):
+            if isinstance(document, dict) and document.get("kind") in (
+                "Deployment",
+                "Job",
+            ):
+                found.append(document)
+    return found

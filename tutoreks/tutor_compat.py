@@ -1,0 +1,257 @@
+"""Every use of Tutor internals, in one place.
+
+Tutor's documented plugin API is its hooks (``tutor.hooks``) and templates. The
+plugin also needs a few things Tutor does not offer as API: the write of
+``config.yml``, the running command's root and options, the label selector of
+``tutor k8s start``, the names of the ConfigMaps Tutor generates, its unique
+(generated) settings, the task runner of ``tutor k8s do`` and the ``k8s`` command
+group. Each is reached through a function here, and each has a test in
+``tests/test_tutor_compat.py`` that fails when a Tutor release changes it.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import click
+
+#: The selector ``tutor k8s start`` applies the rendered kustomization with.
+APPLY_SELECTOR = "app.kubernetes.io/component notin (job,namespace)"
+#: The label Tutor's kustomization puts on every object and selector, from ``ID``.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+#: Tutor's configMapGenerator entries that hold credentials -> their template folder.
+CREDENTIAL_CONFIGMAPS = {
+    "openedx-config": "apps/openedx/config",
+    "openedx-settings-lms": "apps/openedx/settings/lms",
+    "openedx-settings-cms": "apps/openedx/settings/cms",
+}
+#: Tutor's rendered templates of the Deployments and Jobs.
+WORKLOAD_TEMPLATES = ("k8s/deployments.yml", "k8s/jobs.yml")
+#: Keys of Tutor's base.yml that are settings, not generated values.
+BASE_SETTINGS = ("PLUGINS", "PLUGIN_INDEXES")
+#: The parameters of ``tutor config save`` that set keys explicitly.
+SAVE_KEY_PARAMS = ("set_vars", "append_vars", "remove_vars")
+SAVE_UNSET_PARAM = "unset_vars"
+
+SaveConfigFile = t.Callable[[str, dict[str, t.Any]], None]
+
+
+def instance_label_value(instance_id: str) -> str:
+    """The value of :data:`INSTANCE_LABEL` for a Tutor ``ID``."""
+    return f"openedx-{instance_id}"
+
+
+# --- the running command -------------------------------------------------------
+
+
+def current_root() -> str:
+    """The tutor root of the running command (``--root`` / ``TUTOR_ROOT``)."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        root = ctx.params.get("root")
+        if isinstance(root, str):
+            return root
+        ctx = ctx.parent
+    if os.environ.get("TUTOR_ROOT"):
+        return os.path.abspath(os.environ["TUTOR_ROOT"])
+    import appdirs
+
+    return str(appdirs.user_data_dir(appname="tutor"))
+
+
+def explicitly_set_keys() -> set[str]:
+    """Keys the running ``tutor config save`` sets by name (--set, --unset ...)."""
+    ctx = click.get_current_context(silent=True)
+    keys: set[str] = set()
+    if ctx is None:
+        return keys
+    for param in SAVE_KEY_PARAMS:
+        for item in ctx.params.get(param) or ():
+            keys.add(item[0])
+    keys.update(ctx.params.get(SAVE_UNSET_PARAM) or ())
+    return keys
+
+
+def on_command_end(callback: t.Callable[[], None]) -> bool:
+    """Run ``callback`` when the running click command ends; False outside one."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    ctx.find_root().call_on_close(callback)
+    return True
+
+
+def command_path() -> tuple[str, ...]:
+    """The running command's names, e.g. ("k8s", "launch")."""
+    ctx = click.get_current_context(silent=True)
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        if ctx.info_name:
+            names.append(ctx.info_name)
+        ctx = ctx.parent
+    return tuple(reversed(names))
+
+
+# --- config.yml ----------------------------------------------------------------
+
+
+def config_path(root: str) -> str:
+    from tutor import config as tutor_config
+
+    return tutor_config.config_path(root)
+
+
+def read_root_config_text(text: str) -> t.Any:
+    """Parse config.yml text as Tutor does."""
+    from tutor import serialize
+
+    return serialize.load(text)
+
+
+def parse_env_value(text: str) -> t.Any:
+    """A ``TUTOR_<KEY>`` value parsed as Tutor parses it."""
+    from tutor import serialize
+
+    return serialize.parse(text)
+
+
+def wrap_save_config_file(
+    wrapper: t.Callable[[SaveConfigFile, str, dict[str, t.Any]], None],
+) -> None:
+    """Route every write of config.yml through ``wrapper(original, root, config)``.
+
+    Tutor has no hook around that write (``config save``, ``k8s launch``,
+    ``plugins enable`` ... call ``tutor.config.save_config_file``)."""
+    from tutor import config as tutor_config
+
+    original = tutor_config.save_config_file
+    if getattr(original, "_tutoreks_wrapped", False):
+        return
+
+    def save_config_file(root: str, config: dict[str, t.Any]) -> None:
+        wrapper(original, root, config)
+
+    save_config_file._tutoreks_wrapped = True  # type: ignore[attr-defined]
+    tutor_config.save_config_file = save_config_file
+
+
+def load_defaults() -> dict[str, t.Any]:
+    from tutor import config as tutor_config
+
+    return tutor_config.load_defaults()
+
+
+def load_full(root: str) -> dict[str, t.Any]:
+    from tutor import config as tutor_config
+
+    return tutor_config.load_full(root)
+
+
+def unique_keys() -> list[str]:
+    """The generated settings: Tutor's base.yml and every plugin's CONFIG_UNIQUE."""
+    from tutor import config as tutor_config
+    from tutor import hooks
+
+    keys = [k for k in tutor_config.get_template("base.yml") if k not in BASE_SETTINGS]
+    for key, _value in hooks.Filters.CONFIG_UNIQUE.iterate():
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+# --- env/ -----------------------------------------------------------------------
+
+
+def env_dir(root: str) -> str:
+    from tutor import env as tutor_env
+
+    return tutor_env.pathjoin(root)
+
+
+def env_version(root: str) -> str | None:
+    """The Tutor version env/ was last rendered with (``env/version``)."""
+    from tutor import env as tutor_env
+
+    return tutor_env.current_version(root)
+
+
+def write_env_version(root: str, version: str) -> None:
+    from tutor import env as tutor_env
+
+    path = tutor_env.pathjoin(root, tutor_env.VERSION_FILENAME)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(version)
+
+
+def tutor_version() -> str:
+    from tutor.__about__ import __version__
+
+    return __version__
+
+
+def render_template(config: dict[str, t.Any], name: str) -> str:
+    from tutor import env as tutor_env
+
+    return str(tutor_env.Renderer(config).render_template(name))
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+def k8s_group() -> click.Group:
+    from tutor.commands import k8s as tutor_k8s
+
+    return tutor_k8s.k8s
+
+
+def k8s_command(name: str) -> click.Command:
+    return t.cast(click.Command, getattr(_k8s_module(), name))
+
+
+def _k8s_module() -> t.Any:
+    from tutor.commands import k8s as tutor_k8s
+
+    return tutor_k8s
+
+
+def wrap_task_scripts(rewrite: t.Callable[[str, str], str]) -> None:
+    """Pass every script a ``tutor k8s do`` task runs through ``rewrite(service,
+    script)`` before Tutor renders it (init tasks whatever ``--limit`` says,
+    ``sqlshell``, ``createuser``, the MySQL maintenance tasks ...)."""
+    runner = _k8s_module().K8sTaskRunner
+    original = runner.run_task_from_str
+    if getattr(original, "_tutoreks_wrapped", False):
+        return
+
+    def run_task_from_str(self: t.Any, service: str, command: str) -> None:
+        original(self, service, rewrite(service, command))
+
+    run_task_from_str._tutoreks_wrapped = True  # type: ignore[attr-defined]
+    runner.run_task_from_str = run_task_from_str
+
+
+def wrap_k8s_command(
+    name: str,
+    before: t.Callable[[str], None] | None = None,
+    after: t.Callable[[str], None] | None = None,
+) -> None:
+    """Run ``before(root)`` / ``after(root)`` around ``tutor k8s <name>`` (also when
+    another command invokes it: ``launch`` invokes ``start`` and ``init``)."""
+    command = k8s_command(name)
+    original = command.callback
+    if original is None or getattr(original, "_tutoreks_wrapped", False):
+        return
+
+    def callback(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        root = current_root()
+        if before is not None:
+            before(root)
+        result = original(*args, **kwargs)
+        if after is not None:
+            after(root)
+        return result
+
+    callback._tutoreks_wrapped = True  # type: ignore[attr-defined]
+    command.callback = callback
