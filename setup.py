@@ -57,6 +57,7 @@ setup(
             "redis>=5",
             "pymongo>=4",
             "jsonschema>=4",
+            "cryptography>=41",
         ],
     },
     entry_points={"tutor.plugin.v1": ["eks = tutoreks.plugin"]},
