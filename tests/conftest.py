@@ -39,9 +39,9 @@ def clean_environ() -> dict[str, str]:
 class Project:
     """A deployment repository (``environments/``) and a tutor root with ``eks`` enabled."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root_name: str = "tutor-root") -> None:
         self.path = path
-        self.root = path / "tutor-root"
+        self.root = path / root_name
         self.root.mkdir(parents=True)
         (self.root / "config.yml").write_text("PLUGINS:\n- eks\n", encoding="utf-8")
         self.environ = clean_environ()
@@ -50,6 +50,13 @@ class Project:
         # (test_secrets.py, test_state.py): nothing reads the cluster.
         self.environ["TUTOR_EKS_SECRETS"] = "[]"
         self.environ["TUTOR_EKS_STATE_SECRET"] = ""
+
+    def ci_job(self, name: str) -> Project:
+        """The same deployment repository with a new, empty tutor root where only
+        `tutor plugins enable eks` ran: what each run of a CI job starts from."""
+        job = Project(self.path, root_name=name)
+        job.environ = {**self.environ, "TUTOR_ROOT": str(job.root)}
+        return job
 
     def write(self, relative: str, text: str) -> Path:
         path = self.path / relative

@@ -238,7 +238,7 @@ CASES = [
     Case(
         "secret-key-twice",
         {},
-        r"Secret {ns}/mysql-openedx key MYSQL_HOST: MYSQL_HOST is also provided by mysql-root/MYSQL_HOST",
+        r"Secret {ns}/mysql-openedx key MYSQL_HOST: MYSQL_HOST differs from Secret {ns}/mysql-root key MYSQL_HOST",
         secrets={"mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": "p", "MYSQL_HOST": "h"}},
     ),
     Case(

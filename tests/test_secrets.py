@@ -80,6 +80,11 @@ def deployed(project: Project, cluster: Cluster, namespace: str) -> Project:
     return project
 
 
+def runner_unescape(data: str) -> str:
+    """What the GitHub Actions runner reads from a workflow command's data."""
+    return data.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+
+
 def all_output(result: t.Any) -> str:
     return str(result.stdout) + str(result.stderr)
 
@@ -164,7 +169,7 @@ def test_masked_under_github_actions_before_anything_else(deployed: Project) -> 
     lines = result.stdout.splitlines()
     masks = [line for line in lines if line.startswith("::add-mask::")]
     assert lines[: len(masks)] == masks, "masks must come before anything else"
-    masked = {line.removeprefix("::add-mask::") for line in masks}
+    masked = {runner_unescape(line.removeprefix("::add-mask::")) for line in masks}
     for value in (ROOT_PASSWORD, OPENEDX_PASSWORD, REDIS_PASSWORD):
         if value not in masked:
             pytest.fail("a Secret value was not masked", pytrace=False)

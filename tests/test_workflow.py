@@ -14,6 +14,7 @@ import yaml
 from tutoreks import environment as environments
 
 from .conftest import REPO
+from .conftest import TUTOR as TUTOR_BIN
 
 WORKFLOW = REPO / ".github" / "workflows" / "deploy.yml"
 ACTIONLINT = "github.com/rhysd/actionlint/cmd/actionlint"
@@ -85,3 +86,90 @@ def test_oidc_one_run_per_environment_and_no_static_keys() -> None:
         "aws eks update-kubeconfig",
     ):
         assert command in runs
+
+
+def deploy_steps() -> list[tuple[str, str]]:
+    """The workflow's deploy steps from `tutor plugins enable eks` on, as
+    (name, bash script): what a run does once AWS credentials and the kubeconfig
+    are in place. `pip install .` is skipped (the plugin is installed here)."""
+    steps = load()["jobs"]["deploy"]["steps"]
+    scripts = []
+    for step in steps:
+        script = step.get("run", "")
+        if "tutor" not in script:
+            continue
+        lines = [line for line in script.splitlines() if "pip install" not in line]
+        scripts.append((step["name"], "\n".join(lines)))
+    return scripts
+
+
+@pytest.mark.cluster
+def test_the_workflow_deploys_twice_from_empty_roots(
+    project: t.Any, cluster: t.Any, mariadb: t.Any, tmp_path: Path
+) -> None:
+    import uuid
+
+    from .conftest import delete_deployment, put_secret, use_cluster
+
+    namespace = f"eks-workflow-{uuid.uuid4().hex[:6]}"
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.workflow.example.com\nK8S_NAMESPACE: {namespace}\n",
+    )
+    cluster.kubectl("create", "namespace", namespace)
+    put_secret(
+        cluster,
+        namespace,
+        "mysql-root",
+        {
+            "MYSQL_HOST": mariadb.host,
+            "MYSQL_PORT": str(mariadb.port),
+            "MYSQL_ROOT_USERNAME": mariadb.username,
+            "MYSQL_ROOT_PASSWORD": mariadb.password,
+        },
+    )
+    put_secret(
+        cluster,
+        namespace,
+        "mysql-openedx",
+        {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
+    )
+    use_cluster(project, cluster)
+    try:
+        generations = []
+        for run in (1, 2):
+            root = tmp_path / f"runner-{run}" / ".tutor"
+            environ = {
+                **project.environ,
+                "TUTOR_ROOT": str(root),
+                "TUTOR_EKS_ENVIRONMENT": "dev",
+                "PATH": os.pathsep.join(
+                    [str(Path(TUTOR_BIN).parent), project.environ["PATH"]]
+                ),
+            }
+            environ.pop("TUTOR_EKS_SECRETS")
+            environ.pop("TUTOR_EKS_STATE_SECRET")
+            for name, script in deploy_steps():
+                script = script.replace("${{ inputs.init }}", "true")
+                result = subprocess.run(
+                    ["bash", "-e", "-c", script],
+                    cwd=project.path,
+                    env=environ,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=False,
+                )
+                assert result.returncode == 0, (
+                    f"run {run}, step {name!r}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+                )
+                assert mariadb.password not in result.stdout + result.stderr
+            generations.append(
+                {
+                    d["metadata"]["name"]: d["metadata"]["generation"]
+                    for d in cluster.get_json("deployments", "-n", namespace)["items"]
+                }
+            )
+        assert generations[0] == generations[1], "the second run rolled nothing"
+    finally:
+        delete_deployment(cluster, namespace)

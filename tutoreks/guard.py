@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tutor_compat
+from .config import resolve
 
 BACKUP_PREFIX = ".eks-env-backup-"
 
@@ -52,22 +53,25 @@ def install() -> None:
 def guarded_save(
     original: tutor_compat.SaveConfigFile, root: str, config: dict[str, t.Any]
 ) -> None:
-    from .config import resolve
-
     take_snapshot(root)
     resolution = resolve.for_root(root)
+    kept: list[str] = []
     if resolution is not None and resolution.online:
         from .config import state
 
-        state.keep_generated(resolution, config)
-    original(root, without_injected(root, config, resolution))
+        kept = state.keep_generated(resolution, config)
+    original(root, without_injected(root, config, resolution, kept))
 
 
 def without_injected(
-    root: str, config: dict[str, t.Any], resolution: t.Any
+    root: str,
+    config: dict[str, t.Any],
+    resolution: resolve.Resolution | None,
+    kept: t.Iterable[str] = (),
 ) -> dict[str, t.Any]:
-    """A copy of ``config`` where every key the plugin provided has the root's own
-    value, or is absent; keys set by ``--set``/``--unset`` are the user's."""
+    """A copy of ``config`` where every key the plugin provided (``kept``: the
+    keys the state holds) has the root's own value, or is absent; keys set by
+    ``--set``/``--unset`` are the user's."""
     if resolution is None:
         return config
     result = dict(config)
@@ -79,7 +83,7 @@ def without_injected(
     )
     previous = previous if isinstance(previous, dict) else {}
     explicit = tutor_compat.explicitly_set_keys()
-    injected = set(resolution.values)
+    injected = set(resolution.values) | set(kept)
     if resolution.state is not None:
         injected.update(resolution.state.values)
     for key in injected:

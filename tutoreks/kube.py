@@ -59,6 +59,7 @@ class Resource:
     group: str  # "" for the core group
     version: str
     plural: str
+    kind: str
     namespaced: bool = True
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
@@ -80,19 +81,27 @@ class Resource:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-SECRETS = Resource("", "v1", "secrets")
-NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
-PODS = Resource("", "v1", "pods")
-EVENTS = Resource("", "v1", "events")
-SERVICES = Resource("", "v1", "services")
-CONFIG_MAPS = Resource("", "v1", "configmaps")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
-REPLICASETS = Resource("apps", "v1", "replicasets")
-JOBS = Resource("batch", "v1", "jobs")
-INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
-INGRESS_CLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", False)
-CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", False)
-CERTIFICATES = Resource("cert-manager.io", "v1", "certificates")
+SECRETS = Resource("", "v1", "secrets", "Secret")
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+PODS = Resource("", "v1", "pods", "Pod")
+EVENTS = Resource("", "v1", "events", "Event")
+SERVICES = Resource("", "v1", "services", "Service")
+CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap")
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
+JOBS = Resource("batch", "v1", "jobs", "Job")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
+INGRESS_CLASSES = Resource(
+    "networking.k8s.io", "v1", "ingressclasses", "IngressClass", False
+)
+CRDS = Resource(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    False,
+)
+CERTIFICATES = Resource("cert-manager.io", "v1", "certificates", "Certificate")
 
 
 class Kube:
@@ -182,7 +191,9 @@ class Kube:
                 last = f"HTTP {status} {reason}"
                 continue
             if status >= 400:
-                raise self._refusal(status, reason, payload, verb, resource, what)
+                raise self._refusal(
+                    status, reason, payload, verb, resource, what, namespace
+                )
             if not isinstance(payload, dict):
                 raise KubeError(
                     f"The Kubernetes API server {self.server} answered {what} with "
@@ -203,6 +214,7 @@ class Kube:
         verb: str,
         resource: Resource,
         what: str,
+        namespace: str | None,
     ) -> KubeError:
         message = ""
         if isinstance(payload, dict):
@@ -215,9 +227,10 @@ class Kube:
             )
         elif status == 403:
             text = (
-                f"Not allowed to {verb.lower()} {resource.display()} ({what}) on "
-                f"{self.server}: {message or reason}. Grant it with the Role of "
-                "`tutor eks rbac`."
+                f"Not allowed to {_WORDS.get(verb, verb.lower())} {what} (verb "
+                f"{verb.lower()}, resource {resource.display()}"
+                f"{', namespace ' + namespace if namespace else ''}) on {self.server}: "
+                f"{message or reason}. Grant it with the Role of `tutor eks rbac`."
             )
         else:
             text = f"{what} failed on {self.server}: HTTP {status} {message or reason}"
@@ -306,12 +319,24 @@ def _read_body(response: t.Any, deadline: float) -> bytes:
         chunks.append(chunk)
 
 
+_WORDS = {
+    "GET": "read",
+    "LIST": "list",
+    "POST": "create",
+    "PUT": "update",
+    "DELETE": "delete",
+}
+
+
 def describe(
     verb: str, resource: Resource, namespace: str | None, name: str | None
 ) -> str:
-    """``get secrets openedx-prod/mysql-root``: what a request does, for messages."""
-    target = f"{namespace}/{name}" if namespace and name else name or namespace or ""
-    return f"{verb.lower()} {resource.display()} {target}".strip()
+    """``Secret openedx-prod/mysql-root``: the object of a request, for messages."""
+    if name is None:
+        where = f" in namespace {namespace}" if namespace else ""
+        return f"{resource.display()}{where}"
+    target = f"{namespace}/{name}" if namespace else name
+    return f"{resource.kind} {target}"
 
 
 def _describe(error: BaseException) -> str:
@@ -362,6 +387,7 @@ def _client(kubeconfig: str) -> Kube:
 
 
 def _load_kubeconfig(configuration: t.Any, paths: list[str]) -> str:
+    import yaml
     from kubernetes import config as k8s_config
     from kubernetes.config.config_exception import ConfigException
 
@@ -374,6 +400,13 @@ def _load_kubeconfig(configuration: t.Any, paths: list[str]) -> str:
         )
     except (ConfigException, _ExecTimeout) as e:
         raise KubeError(f"kubeconfig {shown}: {e}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise KubeError(
+            f"kubeconfig {getattr(mark, 'name', shown)}{where}: invalid YAML: "
+            f"{getattr(e, 'problem', None) or type(e).__name__}"
+        ) from e
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise KubeError(
             f"kubeconfig {shown}: malformed ({type(e).__name__}: {e}); "

@@ -133,6 +133,7 @@ def wrap_save_config_file(
         wrapper(original, root, config)
 
     save_config_file._tutoreks_wrapped = True  # type: ignore[attr-defined]
+    save_config_file._tutoreks_original = original  # type: ignore[attr-defined]
     tutor_config.save_config_file = save_config_file
 
 
@@ -229,6 +230,7 @@ def wrap_task_scripts(rewrite: t.Callable[[str, str], str]) -> None:
         original(self, service, rewrite(service, command))
 
     run_task_from_str._tutoreks_wrapped = True  # type: ignore[attr-defined]
+    run_task_from_str._tutoreks_original = original  # type: ignore[attr-defined]
     runner.run_task_from_str = run_task_from_str
 
 

@@ -125,13 +125,10 @@ def fetch(
     renames: dict[tuple[str, str], str],
 ) -> SecretValues:
     """GET every listed Secret concurrently and map its keys to Tutor keys."""
-    from ..kube import SECRETS, KubeError
+    from ..kube import SECRETS
 
     def get(spec: SecretSpec) -> tuple[SecretSpec, dict[str, t.Any] | None]:
-        try:
-            secret = kube.get(SECRETS, spec.name, namespace)
-        except KubeError as e:
-            raise EksError(f"Secret {namespace}/{spec.name}: {e}") from e
+        secret = kube.get(SECRETS, spec.name, namespace)
         if secret is None and not spec.optional:
             raise EksError(
                 f"Secret {namespace}/{spec.name} not found: create it in namespace "

@@ -176,23 +176,24 @@ def generated_keys(resolution: Resolution, config: dict[str, t.Any]) -> dict[str
     return found
 
 
-def keep_generated(resolution: Resolution, config: dict[str, t.Any]) -> None:
+def keep_generated(resolution: Resolution, config: dict[str, t.Any]) -> list[str]:
     """Before config.yml is written: store Tutor's generated values in the state,
-    or use those another deploy stored first. ``config`` gets the state's values."""
+    or use those another deploy stored first. ``config`` gets the state's values.
+    The keys the state holds afterwards."""
     from . import resolve
 
     state = resolution.state
     if state is None:
-        return
+        return []
     generated = generated_keys(resolution, config)
     missing = {k: v for k, v in generated.items() if k not in state.values}
     if not missing:
-        return
+        return list(state.values)
     kube = resolve.client()
-    if not state.exists:
+    if "ID" in missing:
         from ..deploy import adopt
 
-        adopt.refuse_foreign_instance(kube, state.namespace, generated.get("ID"))
+        adopt.refuse_foreign_instance(kube, state.namespace, missing["ID"])
     stored = store(kube, state, missing)
     for key in generated:
         if key in stored.values:
@@ -202,6 +203,7 @@ def keep_generated(resolution: Resolution, config: dict[str, t.Any]) -> None:
     from . import masking
 
     masking.mask(stored.values.values())
+    return list(stored.values)
 
 
 def store(kube: Kube, state: State, missing: dict[str, str]) -> State:

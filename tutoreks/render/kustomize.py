@@ -75,9 +75,10 @@ def build_patches(context: jinja2.runtime.Context, resolution: Resolution) -> st
     """Delete Tutor's credential ConfigMaps, and patch every Deployment and Job."""
     checksum = config_checksum(context)
     keys = resolution.secret_keys()
+    values = secret_values(context.get_all(), keys)
     patches = [{"patch": yaml.safe_dump(delete_configmap(name))} for name in CONFIGS]
     for workload in workloads(context):
-        patch = workload_patch(workload, checksum, keys)
+        patch = workload_patch(workload, checksum, keys, values)
         if patch is not None:
             patches.append({"patch": yaml.safe_dump(patch, sort_keys=False)})
     return yaml.safe_dump(patches, sort_keys=False, width=1000)
@@ -104,22 +105,42 @@ def delete_configmap(name: str) -> dict[str, t.Any]:
     }
 
 
+def secret_values(
+    config: dict[str, t.Any], keys: dict[str, tuple[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """Rendered value -> (Secret, data key), for the values that came from Secrets."""
+    found: dict[str, tuple[str, str]] = {}
+    for key, origin in sorted(keys.items()):
+        value = config.get(key)
+        if isinstance(value, str) and value:
+            found.setdefault(value, origin)
+    return found
+
+
 def workload_patch(
-    workload: dict[str, t.Any], checksum: str, keys: dict[str, tuple[str, str]]
+    workload: dict[str, t.Any],
+    checksum: str,
+    keys: dict[str, tuple[str, str]],
+    values: dict[str, tuple[str, str]],
 ) -> dict[str, t.Any] | None:
     """Mount the credential Secrets where the ConfigMaps were (with the checksum
-    annotation), and give Jobs every Secret value as a ``secretKeyRef`` variable."""
+    annotation); give Jobs every Secret value as a ``secretKeyRef`` variable; turn
+    every container variable whose value came from a Secret into a reference."""
     spec = workload["spec"]["template"]["spec"]
     template: dict[str, t.Any] = {"spec": {}}
     volumes = secret_volumes(spec)
     if volumes:
         template["metadata"] = {"annotations": {CHECKSUM_ANNOTATION: checksum}}
         template["spec"]["volumes"] = volumes
-    if workload["kind"] == "Job" and keys:
-        env = secret_env(keys)
-        template["spec"]["containers"] = [
-            {"name": c["name"], "env": env} for c in spec.get("containers") or []
-        ]
+    containers = []
+    for container in spec.get("containers") or []:
+        env = referenced_env(container, values)
+        if workload["kind"] == "Job":
+            env += secret_env(keys)
+        if env:
+            containers.append({"name": container["name"], "env": env})
+    if containers:
+        template["spec"]["containers"] = containers
     if not template["spec"]:
         return None
     return {
@@ -128,6 +149,27 @@ def workload_patch(
         "metadata": {"name": workload["metadata"]["name"]},
         "spec": {"template": template},
     }
+
+
+def referenced_env(
+    container: dict[str, t.Any], values: dict[str, tuple[str, str]]
+) -> list[dict[str, t.Any]]:
+    """The container's variables that hold a value from a Secret, as references
+    (``value`` removed by the strategic merge patch)."""
+    return [
+        {
+            "name": item["name"],
+            "value": None,
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": values[item["value"]][0],
+                    "key": values[item["value"]][1],
+                }
+            },
+        }
+        for item in container.get("env") or []
+        if isinstance(item.get("value"), str) and item["value"] in values
+    ]
 
 
 def secret_volumes(pod_spec: dict[str, t.Any]) -> list[dict[str, t.Any]]:

@@ -1,0 +1,184 @@
+"""Each use of Tutor internals (tutoreks/tutor_compat.py) against the installed Tutor:
+these fail when a Tutor release changes what the plugin relies on."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import typing as t
+from pathlib import Path
+
+import click
+import pytest
+from tutor import config as tutor_config
+from tutor import env as tutor_env
+from tutor import hooks
+from tutor.commands import config as config_commands
+from tutor.commands import k8s as tutor_k8s
+
+from tutoreks import tutor_compat
+
+
+def core_template(name: str) -> str:
+    return str(tutor_env.read_core_template_file(*name.split("/")))
+
+
+def test_apply_selector_is_the_one_of_k8s_start() -> None:
+    source = inspect.getsource(tutor_k8s)
+    start = source[source.index("def start(") :]
+    assert f'"{tutor_compat.APPLY_SELECTOR}"' in start[: start.index("\ndef ")]
+
+
+def test_instance_label_is_in_every_selector_of_the_kustomization() -> None:
+    kustomization = core_template("kustomization.yml")
+    assert (
+        f"{tutor_compat.INSTANCE_LABEL}: "
+        + tutor_compat.instance_label_value("{{ ID }}")
+        in kustomization
+    )
+    assert "includeSelectors: true" in kustomization
+
+
+def test_credential_configmaps_are_generated_from_those_folders() -> None:
+    kustomization = core_template("kustomization.yml")
+    for name, folder in tutor_compat.CREDENTIAL_CONFIGMAPS.items():
+        assert f"- name: {name}\n" in kustomization
+        assert f'"{folder}"|walk_templates' in kustomization
+
+
+def test_workload_templates_exist() -> None:
+    for name in tutor_compat.WORKLOAD_TEMPLATES:
+        assert "kind: " in core_template(name)
+
+
+def test_unique_keys_are_base_yml_and_config_unique() -> None:
+    keys = tutor_compat.unique_keys()
+    for key in ("ID", "OPENEDX_SECRET_KEY", "JWT_RSA_PRIVATE_KEY", "CMS_OAUTH2_SECRET"):
+        assert key in keys
+    for setting in tutor_compat.BASE_SETTINGS:
+        assert setting in tutor_config.get_template("base.yml")
+        assert setting not in keys
+    with hooks.Contexts.app("compat-test").enter():
+        hooks.Filters.CONFIG_UNIQUE.add_item(
+            ("COMPAT_TEST_SECRET", "{{ 8|random_string }}")
+        )
+    try:
+        assert "COMPAT_TEST_SECRET" in tutor_compat.unique_keys()
+    finally:
+        hooks.clear_all(context=hooks.Contexts.app("compat-test").name)
+
+
+def test_save_params_are_those_of_config_save() -> None:
+    names = {p.name for p in config_commands.save.params}
+    assert set(tutor_compat.SAVE_KEY_PARAMS) | {tutor_compat.SAVE_UNSET_PARAM} <= names
+
+
+def test_explicitly_set_keys_and_command_path_in_a_config_save_context() -> None:
+    ctx = click.Context(config_commands.save, info_name="save")
+    ctx.params = {"set_vars": [("LMS_HOST", "x")], "unset_vars": ["CMS_HOST"]}
+    with ctx:
+        assert tutor_compat.explicitly_set_keys() == {"LMS_HOST", "CMS_HOST"}
+
+
+def test_current_root_from_the_root_option_or_tutor_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUTOR_ROOT", str(tmp_path / "from-env"))
+    assert tutor_compat.current_root() == str(tmp_path / "from-env")
+    ctx = click.Context(click.Command("tutor"))
+    ctx.params = {"root": str(tmp_path / "from-option")}
+    with ctx:
+        assert tutor_compat.current_root() == str(tmp_path / "from-option")
+
+
+def unwrapped(function: t.Any) -> t.Any:
+    """Tutor's own function, whether or not the plugin wrapped it in this process."""
+    return getattr(function, "_tutoreks_original", function)
+
+
+def test_wrapped_save_config_file_routes_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def wrapper(
+        original: tutor_compat.SaveConfigFile, root: str, config: dict[str, t.Any]
+    ) -> None:
+        calls.append(root)
+        original(root, config)
+
+    monkeypatch.setattr(
+        tutor_config, "save_config_file", unwrapped(tutor_config.save_config_file)
+    )
+    tutor_compat.wrap_save_config_file(wrapper)
+    tutor_config.save_config_file(str(tmp_path), {"X": 1})
+    assert calls == [str(tmp_path)]
+    assert tutor_config.get_yaml_file(tutor_compat.config_path(str(tmp_path))) == {
+        "X": 1
+    }
+
+
+def test_env_version_is_the_one_tutor_reads(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    assert tutor_compat.env_version(root) is None
+    tutor_compat.write_env_version(root, "21.0.4")
+    assert tutor_env.current_version(root) == "21.0.4"
+    assert tutor_env.should_upgrade_from_release(root) == "ulmo"
+    assert tutor_compat.env_dir(root) == os.path.join(root, "env")
+
+
+def test_k8s_commands_and_their_callbacks() -> None:
+    group = tutor_compat.k8s_group()
+    for name in ("launch", "start", "init"):
+        assert name in group.commands
+        assert tutor_compat.k8s_command(name).callback is not None
+    assert {"non_interactive"} <= {
+        p.name for p in tutor_compat.k8s_command("launch").params
+    }
+
+
+def test_wrap_k8s_command_runs_before_and_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    command = click.Command("probe", callback=lambda: "ran")
+    monkeypatch.setattr(tutor_k8s, "probe", command, raising=False)
+    seen: list[str] = []
+    tutor_compat.wrap_k8s_command(
+        "probe",
+        before=lambda root: seen.append("before"),
+        after=lambda root: seen.append("after"),
+    )
+    assert command.callback is not None and command.callback() == "ran"
+    assert seen == ["before", "after"]
+
+
+def test_task_scripts_pass_through_the_rewrite(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[tuple[str, str]] = []
+
+    class Runner(tutor_k8s.K8sTaskRunner):
+        def run_task(self, service: str, command: str) -> int:
+            runs.append((service, command))
+            return 0
+
+    monkeypatch.setattr(
+        tutor_k8s.K8sTaskRunner,
+        "run_task_from_str",
+        unwrapped(tutor_k8s.K8sTaskRunner.run_task_from_str),
+    )
+    tutor_compat.wrap_task_scripts(
+        lambda service, script: script.replace("{{ X }}", "$X")
+    )
+    Runner("/nonexistent", {"X": "secret"}).run_task_from_str("lms", "echo {{ X }}")
+    assert runs == [("lms", "echo $X")]
+
+
+def test_config_helpers_parse_as_tutor_does() -> None:
+    assert tutor_compat.parse_env_value("true") is True
+    assert tutor_compat.parse_env_value("[]") == []
+    assert tutor_compat.read_root_config_text("A: 1\n") == {"A": 1}
+    assert tutor_compat.load_defaults()["MYSQL_PORT"] == 3306
+    assert tutor_compat.tutor_version().split(".")[0] == "22"
+    rendered = tutor_compat.render_template(
+        {**tutor_compat.load_defaults(), "ID": "x"}, "kustomization.yml"
+    )
+    assert "openedx-x" in rendered
