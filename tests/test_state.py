@@ -299,7 +299,14 @@ def role(
 READ_OPERATOR_SECRETS = {
     "apiGroups": [""],
     "resources": ["secrets"],
-    "resourceNames": ["mysql-root", "mysql-openedx"],
+    "resourceNames": [
+        "mysql-root",
+        "mysql-openedx",
+        "redis",
+        "mongodb",
+        "smtp",
+        "s3-openedx-storage",
+    ],
     "verbs": ["get"],
 }
 
