@@ -92,9 +92,10 @@ def test_every_component_listens_on_loopback_only(cluster: Cluster) -> None:
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
-        "kwok",
+        "kwok-controller",
     ):
-        pid_file = STATE_DIR / "run" / f"{name}.pid"
+        # kwokctl's pid files (.cluster/pids -> .cluster/kwok/clusters/<name>/pids)
+        pid_file = STATE_DIR / "pids" / f"{name}.pid"
         assert pid_file.is_file(), f"{name} has no pid file"
         pids.add(pid_file.read_text().strip())
     out = subprocess.run(
