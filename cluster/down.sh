@@ -32,6 +32,8 @@ if [[ ! -d "$STATE_DIR" ]]; then
 fi
 lock_state
 retire_legacy_layout
+forget_dead_pids
+adopt_orphans
 
 stopped=()
 for name in "${COMPONENTS[@]}"; do component_alive "$name" && stopped+=("$name"); done

@@ -176,6 +176,26 @@ forget_dead_pids() {
   done
 }
 
+# adopt_orphans: a process running this cluster's binary that no pid file names
+# (its pid file was lost) gets its pid file back, so that it is neither started
+# twice nor left running by down.sh.
+adopt_orphans() {
+  local name missing=() d argv0
+  for name in "${COMPONENTS[@]}"; do component_alive "$name" || missing+=("$name"); done
+  (( ${#missing[@]} )) || return 0
+  for d in /proc/[0-9]*; do
+    argv0="$( { tr '\0' '\n' <"$d/cmdline" | head -n 1; } 2>/dev/null)" || continue
+    for name in "${missing[@]}"; do
+      if [[ "$argv0" == "$KWOK_CLUSTER_DIR/bin/$name" ]]; then
+        log "$name: found running as pid ${d#/proc/} without a pid file; adopting it"
+        mkdir -p "$KWOK_CLUSTER_DIR/pids"
+        printf '%s' "${d#/proc/}" >"$KWOK_CLUSTER_DIR/pids/$name.pid"
+      fi
+    done
+  done
+  return 0
+}
+
 # any_component_alive: true if one process of this cluster runs.
 any_component_alive() {
   local name

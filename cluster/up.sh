@@ -68,6 +68,7 @@ KUBECTL=("$BIN_DIR/kubectl" --kubeconfig="$KUBECONFIG_FILE")
 # 2. ports and configuration ----------------------------------------------------
 retire_legacy_layout
 forget_dead_pids
+adopt_orphans
 choose_slot
 write_egress_config
 render_kwokctl_config "$KWOKCTL_CONFIG"
@@ -83,13 +84,13 @@ if (( exists )) && [[ "$(cat "$CONFIG_STAMP" 2>/dev/null)" != "$digest" ]]; then
 fi
 
 # 3. processes ------------------------------------------------------------------
+# A kube-apiserver that was down is started together with fresh clients: the
+# old ones' informers would sit in back-off for a while after the outage.
+if (( exists )) && ! component_alive kube-apiserver; then
+  stop_components "${APISERVER_CLIENTS[@]}"
+fi
 refuse_foreign_ports
 if (( exists )); then
-  # A kube-apiserver that was down is started together with fresh clients: the
-  # old ones' informers would sit in back-off for a while after the outage.
-  if ! component_alive kube-apiserver; then
-    stop_components "${APISERVER_CLIENTS[@]}"
-  fi
   started=()
   for name in "${COMPONENTS[@]}"; do component_alive "$name" || started+=("$name"); done
   if (( ${#started[@]} )); then
