@@ -37,14 +37,7 @@ adopt_orphans
 
 stopped=()
 for name in "${COMPONENTS[@]}"; do component_alive "$name" && stopped+=("$name"); done
-# Clients of the apiserver first (together), then the apiserver, then etcd.
-stop_components "${APISERVER_CLIENTS[@]}"
-stop_components kube-apiserver
-stop_components etcd
-forget_dead_pids
-if [[ -x "$KWOKCTL" && -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]]; then
-  kwokctl stop cluster
-fi
+stop_cluster
 (( ${#stopped[@]} == 0 )) || log "stopped ${stopped[*]}"
 
 if (( PURGE )); then

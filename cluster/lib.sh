@@ -262,6 +262,26 @@ retire_legacy_layout() {
   return 0
 }
 
+# stop_cluster: stop every process of this cluster, clients of the apiserver
+# first (together), then the apiserver, then etcd, and wait until their ports
+# are closed; then let kwokctl tidy its pid files.
+stop_cluster() {
+  local spec deadline
+  forget_dead_pids
+  adopt_orphans
+  stop_components "${APISERVER_CLIENTS[@]}"
+  stop_components kube-apiserver
+  stop_components etcd
+  forget_dead_pids
+  if [[ -x "$KWOKCTL" && -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]]; then
+    kwokctl stop cluster
+  fi
+  deadline=$((SECONDS + 10))
+  for spec in $(slot_ports); do
+    while port_busy "${spec##*:}" && (( SECONDS < deadline )); do sleep 0.1; done
+  done
+}
+
 # ---- health probes ---------------------------------------------------------
 apiserver_ready() {
   curl -sf --max-time 2 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" \

@@ -77,7 +77,7 @@ exists=0
 [[ -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]] && exists=1
 if (( exists )) && [[ "$(cat "$CONFIG_STAMP" 2>/dev/null)" != "$digest" ]]; then
   log "the cluster's configuration, stages or ports changed since it was created: making it anew (its objects are lost)"
-  kwokctl stop cluster
+  stop_cluster
   kwokctl delete cluster --kubeconfig="$KWOK_HOME/no-kubeconfig"
   rm -f "$CONFIG_STAMP"
   exists=0
