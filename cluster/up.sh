@@ -152,11 +152,15 @@ node_ready() {
         -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 default_sa() { "${KUBECTL[@]}" -n default get serviceaccount default >/dev/null 2>&1; }
+crds_established() {
+  [[ "$("${KUBECTL[@]}" get crd clusterissuers.cert-manager.io issuers.cert-manager.io \
+        certificates.cert-manager.io \
+        -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{end}' \
+        2>/dev/null)" == TrueTrueTrue ]]
+}
 wait_until 60 "fake node $NODE_NAME (kwok)" node_ready
 wait_until 60 "default ServiceAccount (kube-controller-manager)" default_sa
-"${KUBECTL[@]}" wait --for=condition=Established --timeout=60s \
-  crd/clusterissuers.cert-manager.io crd/issuers.cert-manager.io crd/certificates.cert-manager.io \
-  >>"$LOG_DIR/bootstrap.log" 2>&1 || die "cert-manager CRDs not Established (see $LOG_DIR/bootstrap.log)"
+wait_until 60 "cert-manager CRDs Established" crds_established
 
 log "ready in $((SECONDS - T0))s: $SERVER_URL (Kubernetes $KUBE_VERSION, kwokctl cluster $CLUSTER_NAME)"
 log "  export KUBECONFIG=$KUBECONFIG_FILE PATH=$BIN_DIR:\$PATH   (or: source .cluster/env.sh)"
