@@ -266,9 +266,10 @@ retire_legacy_layout() {
 # first (together), then the apiserver, then etcd, and wait until their ports
 # are closed; then let kwokctl tidy its pid files.
 stop_cluster() {
-  local spec deadline
+  local spec deadline name running=()
   forget_dead_pids
   adopt_orphans
+  for name in "${COMPONENTS[@]}"; do component_alive "$name" && running+=("$name"); done
   stop_components "${APISERVER_CLIENTS[@]}"
   stop_components kube-apiserver
   stop_components etcd
@@ -276,8 +277,10 @@ stop_cluster() {
   if [[ -x "$KWOKCTL" && -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]]; then
     kwokctl stop cluster
   fi
+  (( ${#running[@]} )) || return 0
   deadline=$((SECONDS + 10))
   for spec in $(slot_ports); do
+    [[ " ${running[*]} " == *" ${spec%%:*} "* ]] || continue
     while port_busy "${spec##*:}" && (( SECONDS < deadline )); do sleep 0.1; done
   done
 }
