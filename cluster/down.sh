@@ -2,14 +2,16 @@
 # cluster/down.sh: stop the local control plane started by cluster/up.sh.  `make cluster-down`
 #
 # Stops kwok, kube-scheduler, kube-controller-manager, kube-apiserver and etcd
-# of THIS checkout (pid files in .cluster/run/, plus any untracked process whose
-# command line names this checkout's .cluster/), clients first, etcd last. Only those
-# processes are signalled, by pid.
+# of THIS checkout's kwokctl cluster: clients first, etcd last, each with
+# SIGTERM (SIGKILL after 10 s), by the pid kwokctl recorded once that pid is
+# checked to run this cluster's binary (see component_pid in lib.sh); then
+# `kwokctl stop cluster` for anything left.
 #
 # The state in .cluster/ (etcd data, certificates, kubeconfig) is kept, so the
 # next `bash cluster/up.sh` resumes the same cluster in seconds.
-#   --purge   also delete the cluster's state (.cluster/ except bin/ and logs/):
-#             the next up.sh starts an empty cluster with a new CA.
+#   --purge   also delete the cluster (`kwokctl delete cluster`: etcd data,
+#             certificates) and the files up.sh wrote: the next up.sh starts an
+#             empty cluster with a new CA.
 # The binary cache (~/.cache/tutor-contrib-eks) is never touched.
 set -euo pipefail
 # shellcheck source=cluster/lib.sh
@@ -19,7 +21,7 @@ PURGE=0
 for arg in "$@"; do
   case "$arg" in
     --purge) PURGE=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "down: unknown argument '$arg' (use --purge or nothing)" ;;
   esac
 done
@@ -29,28 +31,22 @@ if [[ ! -d "$STATE_DIR" ]]; then
   exit 0
 fi
 lock_state
+retire_legacy_layout
+forget_dead_pids
+adopt_orphans
 
-stop_all() {
-  local name pids=()
-  for name in "$@"; do
-    if pid_alive "$name"; then
-      log "stopping $name (pid $(cat "$RUN_DIR/$name.pid"))"
-    fi
-    stop_component "$name" &
-    pids+=($!)
-  done
-  wait "${pids[@]}"
-  for name in "$@"; do kill_orphans "$name"; done
-}
-# Clients of the apiserver first (together), then the apiserver, then etcd.
-stop_all kwok kube-scheduler kube-controller-manager
-stop_all kube-apiserver
-stop_all etcd
+stopped=()
+for name in "${COMPONENTS[@]}"; do component_alive "$name" && stopped+=("$name"); done
+stop_cluster
+(( ${#stopped[@]} == 0 )) || log "stopped ${stopped[*]}"
 
 if (( PURGE )); then
-  log "purging cluster state in $STATE_DIR (etcd data, pki, kubeconfig)"
-  rm -rf "$STATE_DIR/etcd" "$STATE_DIR/pki" "$STATE_DIR/run" "$STATE_DIR/kwok" \
-         "$STATE_DIR/kubeconfig" "$STATE_DIR/egress-selector.yaml" "$STATE_DIR/env.sh" "$STATE_DIR/crds" \
-         "$STATE_DIR/ports"
+  log "purging cluster state in $STATE_DIR (kwokctl cluster $CLUSTER_NAME: etcd data, pki; kubeconfig)"
+  if [[ -x "$KWOKCTL" && -d "$KWOK_CLUSTER_DIR" ]]; then
+    kwokctl delete cluster --kubeconfig="$KWOK_HOME/no-kubeconfig"
+  fi
+  rm -rf "$KWOK_HOME" "$RUN_DIR" "$KUBECONFIG_FILE" "$KWOKCTL_CONFIG" "$EGRESS_CONFIG" \
+         "$STATE_DIR/env.sh" "$STATE_DIR/crds" "$STATE_DIR/pki" "$STATE_DIR/pids" \
+         "$STATE_DIR/ports" "$LOG_DIR/components"
 fi
 log "control plane stopped"

@@ -2,7 +2,9 @@
 
 The control plane is the one of ``cluster/up.sh`` (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler built from Go modules, plus kwok for one
-fake node whose pods run and whose Job pods succeed). See ``cluster/up.sh``.
+fake node whose pods run and whose Job pods succeed, all run by kwokctl's binary
+runtime; images tagged ``-crashloop``, ``-pullfail`` or ``-unready`` fail, see
+``cluster/kwok-stages.yaml``). See ``cluster/up.sh``.
 
 Lifecycle (the choice made here):
 
@@ -119,15 +121,15 @@ class Cluster:
     """Handle on the running control plane; every path is absolute."""
 
     kubeconfig: Path
-    """Admin kubeconfig (client certificate in ``system:masters``)."""
+    """Admin kubeconfig (client certificate in ``system:masters``, data embedded)."""
     bin_dir: Path
-    """``.cluster/bin``: kubectl, kube-apiserver, ..., etcd, kwok."""
+    """``.cluster/bin``: kubectl, kube-apiserver, ..., etcd, kwok, kwokctl."""
     server: str
     """``https://127.0.0.1:16443`` (another loopback port if that one was taken)."""
     crds_dir: Path
     """cert-manager's ``deploy/crds`` (plain CRD YAML files)."""
     ca_file: Path
-    """The cluster CA certificate (PEM)."""
+    """The cluster CA certificate (PEM): ``.cluster/pki/ca.crt``, kwokctl's CA."""
     version: str
     """The pinned Kubernetes version, e.g. ``v1.35.4``."""
     work_dir: Path
