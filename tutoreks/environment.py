@@ -318,7 +318,35 @@ def load_config(path: Path, display: str) -> dict[str, t.Any]:
             raise EksError(
                 f"{display}: {key} cannot be set here: {FORBIDDEN_KEYS[key]}."
             )
+    check_jinja_values(config, text, display)
     return config
+
+
+def check_jinja_values(config: dict[str, t.Any], text: str, display: str) -> None:
+    """Tutor renders every value with Jinja: a syntax error is reported here, with
+    the file and the line of the key."""
+    parser = jinja2.Environment()  # noqa: S701 - renders YAML, never HTML
+    for key, value in config.items():
+        for item in _strings(value):
+            try:
+                parser.parse(item)
+            except jinja2.TemplateSyntaxError as e:
+                found = re.search(rf"^{re.escape(key)}\s*:", text, re.MULTILINE)
+                line = text.count("\n", 0, found.start()) + 1 if found else None
+                where = f"{display}:{line}" if line else display
+                raise EksError(
+                    f"{where}: {key}: Jinja syntax error: {e.message}"
+                ) from e
+
+
+def _strings(value: t.Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    return []
 
 
 def shell_format_hint(text: str, display: str) -> str:

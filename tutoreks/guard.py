@@ -39,7 +39,45 @@ class Snapshot:
     root: str
     config_bytes: bytes | None
     backup: str | None
+    lock: int | None = None
     env_saved: bool = False
+
+
+#: How long a command waits for another one saving the same root.
+LOCK_WAIT = 120.0
+
+
+def lock_root(root: str) -> int | None:
+    """Hold the root (an flock on its directory) until the command ends: two
+    commands saving the same root run one after the other."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None  # no root yet: Tutor creates it when it writes config.yml
+    deadline = time.monotonic() + LOCK_WAIT
+    waited = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                from .exceptions import EksError
+
+                raise EksError(
+                    f"The tutor root {root} is busy: another tutor command has been "
+                    f"saving it for more than {LOCK_WAIT:g} s. Nothing was changed."
+                ) from None
+            if not waited:
+                from tutor import fmt
+
+                fmt.echo_info(f"Waiting for another tutor command saving {root}...")
+                waited = True
+            time.sleep(0.2)
 
 
 #: The snapshot of the running command, if it saved config.yml.
@@ -86,6 +124,7 @@ def without_injected(
     injected = set(resolution.values) | set(kept)
     if resolution.state is not None:
         injected.update(resolution.state.values)
+    keep_templates(result, previous, resolution)
     for key in injected:
         if key in explicit:
             if key in resolution.values:
@@ -103,6 +142,41 @@ def without_injected(
     return result
 
 
+def keep_templates(
+    result: dict[str, t.Any],
+    previous: dict[str, t.Any],
+    resolution: resolve.Resolution,
+) -> None:
+    """A setting of the root whose template (``{{ MYSQL_ROOT_PASSWORD }}``) renders
+    a value from a Secret or the state is written as its template, never as the
+    value: ``--set`` text first, else the root's own text."""
+    from .config.values import quoted_string_escape
+
+    sensitive = [
+        form
+        for value in resolution.sensitive_values()
+        for form in {value, quoted_string_escape(value)}
+        if len(form) >= 4
+    ]
+    if not sensitive:
+        return
+    templates = {**previous, **tutor_compat.explicitly_set_values()}
+    for key, value in list(result.items()):
+        if key in resolution.values or not isinstance(value, str):
+            continue
+        if any(secret in value for secret in sensitive):
+            template = templates.get(key)
+            if isinstance(template, str) and template != value:
+                result[key] = template
+            else:
+                from .exceptions import EksError
+
+                raise EksError(
+                    f"{key} would be written to the tutor root's config.yml holding a "
+                    "value from a Kubernetes Secret or the state; nothing was written."
+                )
+
+
 # --- snapshot and restore -------------------------------------------------------------
 
 
@@ -110,6 +184,7 @@ def take_snapshot(root: str) -> None:
     """Keep config.yml and env/ so that a failed command can put them back."""
     if root in _snapshots:
         return
+    lock = lock_root(root)
     path = tutor_compat.config_path(root)
     config_bytes = Path(path).read_bytes() if os.path.exists(path) else None
     env_dir = tutor_compat.env_dir(root)
@@ -117,7 +192,7 @@ def take_snapshot(root: str) -> None:
     if os.path.isdir(env_dir):
         backup = tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=root)
         shutil.copytree(env_dir, os.path.join(backup, "env"), symlinks=True)
-    snapshot = Snapshot(root, config_bytes, backup)
+    snapshot = Snapshot(root, config_bytes, backup, lock)
     if not tutor_compat.on_command_end(lambda: finish(snapshot)):
         discard(snapshot)
         return
@@ -163,6 +238,9 @@ def discard(snapshot: Snapshot) -> None:
     if snapshot.backup:
         shutil.rmtree(snapshot.backup, ignore_errors=True)
         snapshot.backup = None
+    if snapshot.lock is not None:
+        os.close(snapshot.lock)  # releases the flock
+        snapshot.lock = None
 
 
 def restore(snapshot: Snapshot) -> None:

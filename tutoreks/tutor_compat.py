@@ -73,6 +73,15 @@ def explicitly_set_keys() -> set[str]:
     return keys
 
 
+def explicitly_set_values() -> dict[str, t.Any]:
+    """``--set KEY=VALUE`` of the running ``tutor config save``, before Tutor
+    renders them."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    return {item[0]: item[1] for item in ctx.params.get(SAVE_KEY_PARAMS[0]) or ()}
+
+
 def on_command_end(callback: t.Callable[[], None]) -> bool:
     """Run ``callback`` when the running click command ends; False outside one."""
     ctx = click.get_current_context(silent=True)

@@ -35,8 +35,10 @@ def command(ctx: click.Context, as_json: bool) -> None:
         except EksError as e:
             results.append(preflight.Result("kubernetes", False, str(e)))
         else:
+            # The preflight uses the exact values, not their template escapes.
+            exact = {**config, **resolution.raw_values()}
             results += preflight.run(
-                preflight.checks_for(config, client), resolution.sensitive_values()
+                preflight.checks_for(exact, client), resolution.sensitive_values()
             )
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))

@@ -31,8 +31,9 @@ if t.TYPE_CHECKING:
     from .state import State
 
 ENV_PREFIX = "TUTOR_"
-#: Commands that need no value from the cluster.
-OFFLINE_COMMANDS = {("eks", "envs"), ("eks", "rbac")}
+#: Commands that need no value from the cluster: enabling a plugin must never
+#: depend on reading Secrets.
+OFFLINE_COMMANDS = {("eks", "envs"), ("eks", "rbac"), ("plugins",)}
 
 
 @dataclass
@@ -69,6 +70,24 @@ class Resolution:
                 if not self.sources.get(key, "").startswith(ENV_PREFIX):
                     keys[key] = origin
         return keys
+
+    def raw_values(self) -> dict[str, str]:
+        """Tutor key -> the exact text its Secret (or the state) holds, for every
+        key of :meth:`secret_keys` (the configuration holds them escaped for
+        Tutor's templates)."""
+        raw: dict[str, str] = {}
+        if self.state is not None:
+            raw.update({k: self.state.values[k] for k in self.state.provided(self)})
+        if self.secrets is not None:
+            raw.update(
+                {
+                    k: v
+                    for k, v in self.secrets.values.items()
+                    if k in self.secrets.origins
+                    and not self.sources.get(k, "").startswith(ENV_PREFIX)
+                }
+            )
+        return raw
 
     def sensitive_values(self) -> list[str]:
         """Every value from a Secret or the state, for masking and scrubbing."""
@@ -110,7 +129,8 @@ def for_root(root: str) -> Resolution | None:
     selection = env_module.select(root_config)
     if not selection.name:
         return None
-    online = tutor_compat.command_path()[:2] not in OFFLINE_COMMANDS
+    path = tutor_compat.command_path()
+    online = path[:1] not in OFFLINE_COMMANDS and path[:2] not in OFFLINE_COMMANDS
     key = (
         root,
         selection,
@@ -262,9 +282,7 @@ class Layers:
             value = values.typed(key, text, tutor_defaults.get(key), where)
             if key in self.environment.config:
                 resolution.conflicts.append(key)
-            resolution.values[key] = (
-                values.jinja_literal(value) if isinstance(value, str) else value
-            )
+            resolution.values[key] = values.template_value(key, value)
             resolution.sources[key] = f"Secret {namespace}/{provided.origin(key)}"
             switch = secrets.ENDPOINT_SWITCHES.get(key)
             if switch:
@@ -292,7 +310,7 @@ class Layers:
     # layer 3
     def add_state(self, resolution: Resolution) -> None:
         """Generated values kept in the cluster, for the keys no higher layer sets."""
-        from . import secrets, state
+        from . import secrets, state, values
 
         name, source = self.effective("EKS_STATE_SECRET")
         if name in ("", None):
@@ -304,7 +322,7 @@ class Layers:
         for key, value in kept.values.items():
             if key in resolution.values or env_value(key)[0]:
                 continue
-            resolution.values[key] = state.as_config_value(value)
+            resolution.values[key] = values.template_value(key, value)
             resolution.sources[key] = f"state Secret {kept.namespace}/{kept.name}"
 
     def namespace(self) -> str:

@@ -76,13 +76,6 @@ class State:
         ]
 
 
-def as_config_value(value: str) -> str:
-    """A state value as a CONFIG_USER value: Tutor renders every value with Jinja."""
-    from .values import jinja_literal
-
-    return jinja_literal(value)
-
-
 # --- reading ---------------------------------------------------------------------------
 
 _states: dict[tuple[str, str, str], State] = {}

@@ -75,7 +75,7 @@ def build_patches(context: jinja2.runtime.Context, resolution: Resolution) -> st
     """Delete Tutor's credential ConfigMaps, and patch every Deployment and Job."""
     checksum = config_checksum(context)
     keys = resolution.secret_keys()
-    values = secret_values(context.get_all(), keys)
+    values = secret_values(resolution.raw_values(), keys)
     patches = [{"patch": yaml.safe_dump(delete_configmap(name))} for name in CONFIGS]
     for workload in workloads(context):
         patch = workload_patch(workload, checksum, keys, values)
@@ -106,12 +106,12 @@ def delete_configmap(name: str) -> dict[str, t.Any]:
 
 
 def secret_values(
-    config: dict[str, t.Any], keys: dict[str, tuple[str, str]]
+    raw: dict[str, str], keys: dict[str, tuple[str, str]]
 ) -> dict[str, tuple[str, str]]:
-    """Rendered value -> (Secret, data key), for the values that came from Secrets."""
+    """Value -> (Secret, data key), for the values that came from Secrets."""
     found: dict[str, tuple[str, str]] = {}
     for key, origin in sorted(keys.items()):
-        value = config.get(key)
+        value = raw.get(key)
         if isinstance(value, str) and value:
             found.setdefault(value, origin)
     return found
