@@ -206,10 +206,39 @@ CASES = [
         secrets={"mysql-openedx": {"OPENEDX_MYSQL_USERNAME": "edx-user-77"}},
     ),
     Case(
-        "secret-value-quote",
+        "secret-value-url",
         {},
-        r"Secret {ns}/mysql-root key MYSQL_ROOT_PASSWORD \(MYSQL_ROOT_PASSWORD\): the value contains one of",
-        secrets={"mysql-root": {"MYSQL_HOST": "h", "MYSQL_ROOT_PASSWORD": 'bad"pw$1'}},
+        r"Secret {ns}/mysql-openedx key REDIS_PASSWORD \(REDIS_PASSWORD\): the value contains one of @ / :",
+        secrets={
+            "mysql-openedx": {
+                "OPENEDX_MYSQL_PASSWORD": "p",
+                "REDIS_HOST": "h",
+                "REDIS_PASSWORD": "bad@pw/1",
+            }
+        },
+    ),
+    Case(
+        "secret-steering-key",
+        {},
+        r"Secret {ns}/mysql-root key RUN_MYSQL \(RUN_MYSQL\): RUN_MYSQL steers the deploy",
+        secrets={
+            "mysql-root": {
+                "MYSQL_HOST": "h",
+                "MYSQL_ROOT_PASSWORD": "p",
+                "RUN_MYSQL": "true",
+            }
+        },
+    ),
+    Case(
+        "secret-host-injection",
+        {},
+        r"Secret {ns}/mysql-openedx key MONGODB_HOST \(MONGODB_HOST\): the value is not a host name",
+        secrets={
+            "mysql-openedx": {
+                "OPENEDX_MYSQL_PASSWORD": "p",
+                "MONGODB_HOST": "h1;touch /tmp/X;#,h2",
+            }
+        },
     ),
     Case(
         "secret-value-newline",
