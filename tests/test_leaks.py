@@ -1,0 +1,176 @@
+"""No credential leaks on any path, on the local control plane: planted Secret
+values and generated values never appear in any output, in config.yml, or in any
+object but Secrets, whatever `tutor k8s do` command runs."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+
+from .cluster.conftest import Cluster
+from .conftest import (
+    Project,
+    delete_deployment,
+    fail_if_secret_in,
+    put_secret,
+    use_cluster,
+)
+
+pytestmark = pytest.mark.cluster
+
+#: Awkward but valid: every character class a real password has.
+ROOT_PASSWORD = "r00t$'\"`\\!#%&*()-_=+[]{}<>:?~" + uuid.uuid4().hex[:8]
+OPENEDX_PASSWORD = "0pen;&()|<>$(id)`id`'x'" + uuid.uuid4().hex[:8]
+MEILI_KEY = "meili-" + uuid.uuid4().hex
+
+
+def everything(cluster: Cluster, namespace: str) -> str:
+    """Every object of the namespace but Secrets, as YAML."""
+    return cluster.kubectl(
+        "get",
+        "configmaps,jobs,pods,deployments,replicasets,events,services,ingresses",
+        "-n",
+        namespace,
+        "-o",
+        "yaml",
+    ).stdout
+
+
+def test_no_value_reaches_a_spec_whatever_runs(
+    project: Project, cluster: Cluster
+) -> None:
+    """MySQL runs in the cluster (RUN_MYSQL stays true) while its root password
+    comes from a Secret; Meilisearch's master key too. `tutor k8s do init --limit
+    mysql` (the plugin's own init callback does not run then) and the MySQL
+    maintenance tasks render credentials into Jobs in plain Tutor."""
+    namespace = f"eks-leak-{uuid.uuid4().hex[:6]}"
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.leak.example.com\nK8S_NAMESPACE: {namespace}\n"
+        "EKS_SECRETS: [db-credentials]\n",
+    )
+    cluster.kubectl("create", "namespace", namespace)
+    put_secret(
+        cluster,
+        namespace,
+        "db-credentials",
+        {
+            "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD,
+            "OPENEDX_MYSQL_PASSWORD": OPENEDX_PASSWORD,
+            "MEILISEARCH_MASTER_KEY": MEILI_KEY,
+        },
+    )
+    project.environ.pop("TUTOR_EKS_SECRETS")
+    project.environ.pop("TUTOR_EKS_STATE_SECRET")
+    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
+    use_cluster(project, cluster)
+    outputs = []
+    try:
+        outputs.append(project.tutor("k8s", "launch", "--non-interactive"))
+        for command in (
+            ("k8s", "do", "init", "--limit", "mysql"),
+            ("k8s", "do", "init", "--limit", "lms"),
+            ("k8s", "do", "convert-mysql-utf8mb4-charset", "--non-interactive"),
+            ("k8s", "do", "update-mysql-authentication-plugin", "openedx"),
+        ):
+            outputs.append(
+                project.ci_job(f"do-{len(outputs)}").tutor(*command, check=False)
+            )
+        mysql = cluster.get_json("deployment", "mysql", "-n", namespace)
+        env = {
+            e["name"]: e
+            for e in mysql["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["MYSQL_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "db-credentials",
+            "key": "MYSQL_ROOT_PASSWORD",
+        }
+        state = cluster.get_json("secret", "tutor-eks-state", "-n", namespace)
+        generated = [
+            base64.b64decode(v).decode() for k, v in state["data"].items() if k != "ID"
+        ]
+        jobs = cluster.get_json("jobs", "-n", namespace)["items"]
+        assert len(jobs) >= 8, "the do commands ran their Jobs"
+        dumped = everything(cluster, namespace)
+        for value in (ROOT_PASSWORD, OPENEDX_PASSWORD, MEILI_KEY, *generated):
+            fail_if_secret_in(value, dumped, "the namespace's objects")
+            for output in outputs:
+                fail_if_secret_in(
+                    value, output.stdout + output.stderr, "the command output"
+                )
+            fail_if_secret_in(
+                value, (project.root / "config.yml").read_text(), "config.yml"
+            )
+    finally:
+        delete_deployment(cluster, namespace)
+
+
+def test_masks_come_first_and_cover_every_line(
+    project: Project, cluster: Cluster
+) -> None:
+    """Under GitHub Actions, read as the runner reads workflow commands: every
+    line of every value (a PEM key, a value holding "%0A") is masked before
+    anything else is printed."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    tricky = "pa%0Ass%25word-" + uuid.uuid4().hex[:6]
+    namespace = f"eks-mask-{uuid.uuid4().hex[:6]}"
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.mask.example.com\nK8S_NAMESPACE: {namespace}\n"
+        "EKS_SECRETS: [creds]\n",
+    )
+    cluster.kubectl("create", "namespace", namespace)
+    put_secret(
+        cluster,
+        namespace,
+        "creds",
+        {
+            "JWT_RSA_PRIVATE_KEY": pem,
+            "SMTP_HOST": "smtp.example.com",
+            "SMTP_PASSWORD": tricky,
+        },
+    )
+    project.environ.pop("TUTOR_EKS_SECRETS")
+    project.environ.pop("TUTOR_EKS_STATE_SECRET")
+    use_cluster(project, cluster)
+    try:
+        result = project.tutor(
+            "config",
+            "save",
+            env={"GITHUB_ACTIONS": "true", "TUTOR_EKS_ENVIRONMENT": "dev"},
+        )
+        lines = result.stdout.splitlines()
+        count = next(
+            i for i, line in enumerate(lines) if not line.startswith("::add-mask::")
+        )
+        masks = {
+            line.removeprefix("::add-mask::")
+            .replace("%0D", "\r")
+            .replace("%0A", "\n")
+            .replace("%25", "%")
+            for line in lines[:count]
+        }
+        assert not any(line.startswith("::add-mask::") for line in lines[count:])
+        state = cluster.get_json("secret", "tutor-eks-state", "-n", namespace)
+        generated = [
+            base64.b64decode(v).decode() for k, v in state["data"].items() if k != "ID"
+        ]
+        for value in (pem, tricky, *generated):
+            for line in {value, *value.splitlines()}:
+                if line.strip() and line not in masks:
+                    pytest.fail("a line of a value was not masked first", pytrace=False)
+    finally:
+        delete_deployment(cluster, namespace)
