@@ -392,8 +392,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _is_tls_error(error: BaseException) -> bool:
-    text = str(getattr(error, "reason", None) or error)
-    return "certificate" in text.lower() or "SSLError" in text
+    return "certificate" in str(getattr(error, "reason", None) or error).lower()
 
 
 def _scrub(message: str) -> str:
