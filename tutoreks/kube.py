@@ -23,8 +23,10 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 import typing as t
 from dataclasses import dataclass
@@ -110,6 +112,9 @@ class Kube:
     def __init__(self, api_client: t.Any, server: str, source: str) -> None:
         self.api_client = api_client
         self.server = server
+        #: Credentials are refreshed by one request at a time (an exec plugin
+        #: whose token expired runs once, not once per concurrent request).
+        self.auth_lock = threading.Lock()
         #: "kubeconfig PATH, context NAME" or "in-cluster ServiceAccount".
         self.source = source
 
@@ -173,11 +178,13 @@ class Kube:
         what = describe(verb, resource, namespace, name)
         deadline = time.monotonic() + REQUEST_DEADLINE
         last = ""
+        tried = 0
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF * 2 ** (attempt - 1))
             if time.monotonic() >= deadline:
                 break
+            tried += 1
             try:
                 status, reason, payload = self._send(
                     verb, resource.path(namespace, name), body, query, deadline
@@ -202,8 +209,8 @@ class Kube:
             return payload
         raise KubeError(
             f"Cannot reach the Kubernetes API server {self.server} ({self.source}) "
-            f"for {what}: {last or 'no answer'} (after {ATTEMPTS} attempts, "
-            f"at most {REQUEST_DEADLINE:g} s)."
+            f"for {what}: {last or 'no answer'} (after {tried} attempt"
+            f"{'s' if tried != 1 else ''}, at most {REQUEST_DEADLINE:g} s)."
         )
 
     def _refusal(
@@ -252,42 +259,46 @@ class Kube:
             headers["Content-Type"] = "application/json"
         remaining = max(0.5, deadline - time.monotonic())
         try:
-            _method, url, header_params, serialized, _post = (
-                self.api_client.param_serialize(
-                    method=method,
-                    resource_path=path,
-                    query_params=list((query or {}).items()),
-                    header_params=headers,
-                    body=body,
-                    auth_settings=["BearerToken"],
+            with self.auth_lock:
+                _method, url, header_params, serialized, _post = (
+                    self.api_client.param_serialize(
+                        method=method,
+                        resource_path=path,
+                        query_params=list((query or {}).items()),
+                        header_params=headers,
+                        body=body,
+                        auth_settings=["BearerToken"],
+                    )
                 )
-            )
-            response = self.api_client.call_api(
-                method,
-                url,
-                header_params=header_params,
-                body=serialized,
-                _request_timeout=(
-                    min(CONNECT_TIMEOUT, remaining),
-                    min(READ_TIMEOUT, remaining),
-                ),
-            ).response
+
+            def exchange() -> tuple[t.Any, bytes]:
+                response = self.api_client.call_api(
+                    method,
+                    url,
+                    header_params=header_params,
+                    body=serialized,
+                    _request_timeout=(
+                        min(CONNECT_TIMEOUT, remaining),
+                        min(READ_TIMEOUT, remaining),
+                    ),
+                ).response
+                try:
+                    return response, _read_body(response, deadline)
+                finally:
+                    response.release_conn()
+
+            response, data = _within(deadline, exchange)
         except urllib3.exceptions.HTTPError as e:
             raise _Unreachable(_describe(e), final=_is_tls_error(e)) from e
-        except _ExecTimeout as e:
-            raise KubeError(f"{self.source}: {e}") from e
+        except _ExecFailed as e:
+            raise KubeError(f"{self.source}: {_scrub(str(e))}") from e
         except Exception as e:
             if type(e).__name__ == "ConfigException":
-                raise KubeError(f"{self.source}: {e}") from e
+                raise KubeError(f"{self.source}: {_scrub(str(e))}") from e
             if type(e).__name__ == "ApiException" and getattr(e, "status", 0) == 0:
-                raise _Unreachable(str(getattr(e, "reason", e)).splitlines()[-1]) from e
+                # The client turns urllib3's SSLError into this ("SSLError\n...").
+                raise _Unreachable(_describe(e), final=_is_tls_error(e)) from e
             raise
-        try:
-            data = _read_body(response, deadline)
-        except urllib3.exceptions.HTTPError as e:
-            raise _Unreachable(_describe(e)) from e
-        finally:
-            response.release_conn()
         try:
             payload = json.loads(data) if data else None
         except ValueError:
@@ -299,6 +310,32 @@ class _Unreachable(Exception):
     def __init__(self, message: str, final: bool = False) -> None:
         super().__init__(message)
         self.final = final
+
+
+def _within(deadline: float, call: t.Callable[[], t.Any]) -> t.Any:
+    """``call()``, or :class:`_Unreachable` at ``deadline``. The client's timeouts
+    are per read: a server sending its status line one byte every few seconds
+    would hold the call for ever. On timeout the call's (daemon) thread is left
+    blocked on its socket until the server stops or a read times out."""
+    outcome: list[tuple[bool, t.Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=run, name="tutor-eks-kube", daemon=True)
+    worker.start()
+    worker.join(max(0.5, deadline - time.monotonic()))
+    if not outcome:
+        raise _Unreachable(
+            f"no complete answer within {REQUEST_DEADLINE:g} s", final=True
+        )
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _read_body(response: t.Any, deadline: float) -> bytes:
@@ -346,8 +383,11 @@ def _describe(error: BaseException) -> str:
         return "timed out"
     if "connection refused" in lowered:
         return "connection refused"
-    if "certificate verify failed" in lowered:
-        return "TLS certificate not trusted"
+    if "[SSL" in text or "certificate verify failed" in lowered:
+        # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address
+        # mismatch, ... (_ssl.c:1006)", possibly inside urllib3's wrapping
+        found = re.search(r"\[SSL[^\]]*\] ?(.*?)(?: \(_ssl\.c:\d+\).*)?$", text, re.M)
+        return f"TLS: {found.group(1) if found else text.splitlines()[-1]}"
     return text.splitlines()[-1] if text else type(error).__name__
 
 
@@ -355,12 +395,22 @@ def _is_tls_error(error: BaseException) -> bool:
     return "certificate" in str(getattr(error, "reason", None) or error).lower()
 
 
+def _scrub(message: str) -> str:
+    """The client names a kubeconfig entry by the ``str()`` of its whole mapping
+    (``path/{'name': ..., 'user': {'token': ...}}/user/...``): keep only its place."""
+    return re.sub(r"\{.*\}", "{...}", message, flags=re.S)
+
+
 # --- credentials, once per process ------------------------------------------------
+
+
+_CLIENT_LOCK = threading.Lock()
 
 
 def client() -> Kube:
     """The process's client for the current ``KUBECONFIG`` (or in-cluster)."""
-    return _client(os.environ.get("KUBECONFIG", ""))
+    with _CLIENT_LOCK:  # concurrent first calls would each run an exec plugin
+        return _client(os.environ.get("KUBECONFIG", ""))
 
 
 @functools.lru_cache(maxsize=4)
@@ -382,6 +432,9 @@ def _client(kubeconfig: str) -> Kube:
             "and not running in a cluster. In CI, write the kubeconfig first "
             "(e.g. `aws eks update-kubeconfig`)."
         )
+    if getattr(configuration, "_proxy_from_env", True) is False:
+        # The kubeconfig's proxy-url: kubectl uses it whatever NO_PROXY says.
+        configuration.no_proxy = None
     configuration.retries = False
     return Kube(k8s_client.ApiClient(configuration), configuration.host, source)
 
@@ -398,8 +451,8 @@ def _load_kubeconfig(configuration: t.Any, paths: list[str]) -> str:
         k8s_config.load_kube_config(
             config_file=shown, client_configuration=configuration, persist_config=False
         )
-    except (ConfigException, _ExecTimeout) as e:
-        raise KubeError(f"kubeconfig {shown}: {e}") from e
+    except (ConfigException, _ExecFailed) as e:
+        raise KubeError(f"kubeconfig {shown}: {_scrub(str(e))}") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -409,7 +462,7 @@ def _load_kubeconfig(configuration: t.Any, paths: list[str]) -> str:
         ) from e
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise KubeError(
-            f"kubeconfig {shown}: malformed ({type(e).__name__}: {e}); "
+            f"kubeconfig {shown}: malformed ({type(e).__name__}: {_scrub(str(e))}); "
             "`kubectl config view` shows what kubectl reads."
         ) from e
     except OSError as e:
@@ -432,19 +485,48 @@ def _load_in_cluster(configuration: t.Any) -> str:
     return "in-cluster ServiceAccount"
 
 
-class _ExecTimeout(Exception):
-    pass
+class _ExecFailed(BaseException):
+    """An exec credential plugin failed, hung or is misconfigured. Not an
+    ``Exception``: the client's ``KubeConfigLoader._load_from_exec_plugin`` catches
+    every Exception, only logs it and sends the request without credentials."""
 
 
 def _bound_exec_plugins() -> None:
     """Exec credential plugins run in their own session, bounded by
     :data:`EXEC_TIMEOUT`; on timeout their whole process group is killed.
-    (The client's exec provider waits for the plugin without a limit.)"""
-    from kubernetes.config import exec_provider
+    (The client's exec provider waits for the plugin without a limit.)
+    Their failures reach the caller as :class:`_ExecFailed`."""
+    from kubernetes.config import exec_provider, kube_config
 
-    if isinstance(getattr(exec_provider, "subprocess", None), _BoundedSubprocess):
-        return
-    setattr(exec_provider, "subprocess", _BoundedSubprocess())  # noqa: B010
+    if not isinstance(getattr(exec_provider, "subprocess", None), _BoundedSubprocess):
+        setattr(exec_provider, "subprocess", _BoundedSubprocess())  # noqa: B010
+    provider = getattr(kube_config, "ExecProvider")  # noqa: B009
+    if not getattr(provider, "tutor_eks_reports", False):
+        setattr(kube_config, "ExecProvider", _reporting(provider))  # noqa: B010
+
+
+def _reporting(base: type) -> type:
+    """The client's ExecProvider, raising :class:`_ExecFailed` on any failure."""
+
+    class ReportingExecProvider(base):  # type: ignore[misc]
+        tutor_eks_reports = True
+
+        def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+            try:
+                super().__init__(*args, **kwargs)
+            except Exception as e:
+                raise _ExecFailed(f"exec credential plugin: {e}") from e
+
+        def run(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            try:
+                return super().run(*args, **kwargs)
+            except Exception as e:
+                command = self.args[0] if self.args else "?"
+                raise _ExecFailed(
+                    f"exec credential plugin {command!r} failed: {e}"
+                ) from e
+
+    return ReportingExecProvider
 
 
 class _BoundedPopen(subprocess.Popen):  # type: ignore[type-arg]
@@ -461,7 +543,7 @@ class _BoundedPopen(subprocess.Popen):  # type: ignore[type-arg]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             super().communicate()
-            raise _ExecTimeout(
+            raise _ExecFailed(
                 f"exec credential plugin {self.command!r} did not answer within "
                 f"{EXEC_TIMEOUT:g} s; it was stopped"
             ) from e
