@@ -75,9 +75,7 @@ def test_no_value_reaches_a_spec_whatever_runs(
             ("k8s", "do", "convert-mysql-utf8mb4-charset", "--non-interactive"),
             ("k8s", "do", "update-mysql-authentication-plugin", "openedx"),
         ):
-            outputs.append(
-                project.ci_job(f"do-{len(outputs)}").tutor(*command, check=False)
-            )
+            outputs.append(project.tutor(*command))
         mysql = cluster.get_json("deployment", "mysql", "-n", namespace)
         env = {
             e["name"]: e
@@ -92,7 +90,12 @@ def test_no_value_reaches_a_spec_whatever_runs(
             base64.b64decode(v).decode() for k, v in state["data"].items() if k != "ID"
         ]
         jobs = cluster.get_json("jobs", "-n", namespace)["items"]
-        assert len(jobs) >= 8, "the do commands ran their Jobs"
+        names = sorted(j["metadata"]["name"].rsplit("-", 1)[0] for j in jobs)
+        for prefix in ("mysql-job", "lms-job"):
+            assert names.count(prefix) >= 2, (
+                names,
+                [o.stdout[-600:] for o in outputs[1:]],
+            )
         dumped = everything(cluster, namespace)
         for value in (ROOT_PASSWORD, OPENEDX_PASSWORD, MEILI_KEY, *generated):
             fail_if_secret_in(value, dumped, "the namespace's objects")
