@@ -41,6 +41,59 @@ GOOD_SECRETS: dict[str, dict[str, str]] = {
 
 CASES = [
     Case(
+        "config-alias-bomb",
+        {
+            "environments/dev/config.yml": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\ni: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n"
+        },
+        r"environments/dev/config\.yml:\d+:\d+: invalid YAML: its aliases expand to more than 100000 values",
+    ),
+    Case(
+        "manifest-alias-bomb",
+        {
+            "environments/dev/k8s/bomb.yml": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\ni: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n"
+        },
+        r"environments/dev/k8s/bomb\.yml \(rendered\):\d+:\d+: invalid YAML: its aliases expand",
+    ),
+    Case(
+        "config-jinja-syntax",
+        {
+            "environments/dev/config.yml": 'LMS_HOST: lms.example.com\nCMS_HOST: "{{ LMS_HOST "\n'
+        },
+        r"environments/dev/config\.yml:2: CMS_HOST: Jinja syntax error",
+    ),
+    Case(
+        "config-complex-key",
+        {"environments/dev/config.yml": "? [a, b]\n: c\n"},
+        r"environments/dev/config\.yml:1:\d+: invalid YAML: .*a key that is not a plain value",
+    ),
+    Case(
+        "settings-huge-number",
+        {"environments/dev/settings_merge.json": '{"A": 1e400}'},
+        r"settings_merge\.json: invalid JSON: the number 1e400 is too large",
+    ),
+    Case(
+        "settings-too-deep",
+        {
+            "environments/dev/settings_merge.json": '{"A": '
+            + "[" * 900
+            + "]" * 900
+            + "}"
+        },
+        r"settings_merge\.json: nested more than 100 levels deep",
+    ),
+    Case(
+        "settings-both-formats",
+        {"environments/dev/settings_merge.yml": "A: 1\n"},
+        r"settings_merge\.(yml|json) and .*settings_merge\.(json|yml): an environment holds settings_merge files in one format",
+    ),
+    Case(
+        "config-shell-format",
+        {
+            "environments/dev/config.yml": "LMS_HOSTNAME=lms.example.com\nCMS_HOSTNAME=studio.example.com\n"
+        },
+        r"environments/dev/config\.yml: is written as shell KEY=value lines.*`LMS_HOST: \"lms\.example\.com\"` in YAML",
+    ),
+    Case(
         "unknown-environment",
         {},
         r"Unknown environment 'nope'.*Known environments in environments: dev, qa",

@@ -177,3 +177,62 @@ def test_masks_come_first_and_cover_every_line(
                     pytest.fail("a line of a value was not masked first", pytrace=False)
     finally:
         delete_deployment(cluster, namespace)
+
+
+def test_templates_of_secret_values_stay_templates(
+    project: Project, cluster: Cluster
+) -> None:
+    """A root setting or a `--set` whose template renders a Secret value is kept
+    as its template in config.yml; an error about a rendered manifest quotes
+    nothing of it."""
+    namespace = f"eks-tmpl-{uuid.uuid4().hex[:6]}"
+    planted = "*PLANT" + uuid.uuid4().hex
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.tmpl.example.com\nK8S_NAMESPACE: {namespace}\n"
+        "EKS_SECRETS: [creds]\n",
+    )
+    cluster.kubectl("create", "namespace", namespace)
+    put_secret(
+        cluster,
+        namespace,
+        "creds",
+        {
+            "MYSQL_HOST": "mysql.example.com",
+            "MYSQL_ROOT_PASSWORD": planted,
+            "OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex,
+        },
+    )
+    project.environ.pop("TUTOR_EKS_SECRETS")
+    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
+    use_cluster(project, cluster)
+    root_config = project.root / "config.yml"
+    root_config.write_text(
+        root_config.read_text()
+        + 'MY_DSN: "mysql://root:{{ MYSQL_ROOT_PASSWORD }}@relay"\n',
+        encoding="utf-8",
+    )
+    try:
+        project.tutor(
+            "config", "save", "--set", "MY_OTHER={{ OPENEDX_MYSQL_PASSWORD }}x"
+        )
+        saved = project.config()
+        assert saved["MY_DSN"] == "mysql://root:{{ MYSQL_ROOT_PASSWORD }}@relay"
+        assert saved["MY_OTHER"] == "{{ OPENEDX_MYSQL_PASSWORD }}x"
+        fail_if_secret_in(planted, root_config.read_text(), "config.yml")
+
+        project.write(
+            "environments/dev/k8s/extra.yml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n"
+            "data:\n  password: {{ MYSQL_ROOT_PASSWORD }}\n",
+        )
+        before = project.fingerprint()
+        result = project.tutor("config", "save", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "environments/dev/k8s/extra.yml (rendered):6:" in output
+        fail_if_secret_in(planted, output, "the error")
+        fail_if_secret_in(planted[1:], output, "the error")
+        assert project.fingerprint() == before
+    finally:
+        delete_deployment(cluster, namespace)

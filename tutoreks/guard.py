@@ -41,6 +41,7 @@ class Snapshot:
     backup: str | None
     lock: int | None = None
     env_saved: bool = False
+    finished: bool = False
 
 
 #: How long a command waits for another one saving the same root.
@@ -225,6 +226,9 @@ def finish(snapshot: Snapshot, failed: bool | None = None) -> None:
     """When the command ends: put config.yml and env/ back if it failed before env/
     was completely written (a command that saves config.yml alone, such as
     ``tutor plugins index add``, and succeeds, keeps what it wrote)."""
+    if snapshot.finished:
+        return
+    snapshot.finished = True
     if _snapshots.get(snapshot.root) is snapshot:
         del _snapshots[snapshot.root]
     try:

@@ -1,0 +1,141 @@
+"""Robustness of the save without a cluster: concurrent saves, SIGTERM, enabling
+the plugin in CI, Tutor's own config round trip, and an inert plugin."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .conftest import TUTOR, Project
+
+SLOW_PLUGIN = """
+import time
+from tutor import hooks
+
+hooks.Filters.ENV_PATCHES.add_item(("openedx-lms-common-settings", "{{ slow_down() }}"))
+
+
+def slow_down():
+    time.sleep(4)
+    return ""
+
+
+hooks.Filters.ENV_TEMPLATE_VARIABLES.add_item(("slow_down", slow_down))
+"""
+
+
+def start(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [TUTOR, *args],
+        cwd=project.path,
+        env={**project.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_saves_in_one_root_at_once_both_succeed(project: Project) -> None:
+    project.save()
+    runs = [
+        start(project, "config", "save", TUTOR_EKS_ENVIRONMENT="dev") for _ in range(2)
+    ]
+    for run in runs:
+        _out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err[-2000:]
+    config = project.config()
+    assert config["PLUGINS"] == ["eks"] and "LMS_HOST" not in config
+    assert not list(project.root.glob(".eks-env-backup-*"))
+    assert "lms.dev.example.com" in project.env_file("apps/openedx/config/lms.env.yml")
+
+
+def test_sigterm_during_a_save_restores_and_cleans_up(project: Project) -> None:
+    plugins = project.path / "plugins"
+    plugins.mkdir()
+    (plugins / "slow.py").write_text(SLOW_PLUGIN, encoding="utf-8")
+    project.environ["TUTOR_PLUGINS_ROOT"] = str(plugins)
+    project.tutor("plugins", "enable", "slow")
+    project.save()
+    before = project.fingerprint()
+    project.write("environments/dev/config.yml", "LMS_HOST: changed.example.com\n")
+    run = start(project, "config", "save", TUTOR_EKS_ENVIRONMENT="dev")
+    time.sleep(2.5)  # config.yml is written; env/ is being rendered
+    run.send_signal(signal.SIGTERM)
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert "back to what they were" in err
+    assert project.fingerprint() == before, "config.yml and env/ are as before"
+    assert not list(project.root.glob(".eks-env-backup-*")), "no backup left behind"
+
+
+def test_enabling_the_plugin_in_ci_reads_no_secret(project: Project) -> None:
+    """An environment selected and a cluster out of reach: `tutor plugins enable
+    eks` still enables the plugin (it never reads the cluster)."""
+    (project.root / "config.yml").write_text("{}\n", encoding="utf-8")
+    del project.environ["TUTOR_EKS_SECRETS"]
+    result = project.tutor(
+        "plugins",
+        "enable",
+        "eks",
+        env={
+            "TUTOR_EKS_ENVIRONMENT": "dev",
+            "KUBECONFIG": str(project.path / "nowhere.kubeconfig"),
+        },
+    )
+    assert "eks" in project.config()["PLUGINS"], result.stdout + result.stderr
+
+
+def test_saving_twice_returns_the_same_config(tmp_path: Path) -> None:
+    """Tutor's own `test_update_twice_should_return_same_config`, with the plugin's
+    save guard installed: the caller's config dict is not changed."""
+    code = f"""
+import copy, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from tutor import config as tutor_config
+import tutoreks.plugin
+root = {str(tmp_path)!r}
+config = tutor_config.load_minimal(root)
+kept = copy.deepcopy(config)
+tutor_config.save_config_file(root, config)
+tutor_config.save_config_file(root, config)
+assert config == kept, "the config dict changed"
+assert tutor_config.load_minimal(root)["ID"] == kept["ID"]
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_inert_plugin_renders_exactly_what_tutor_renders(project: Project) -> None:
+    """Enabled without an environment, the plugin changes nothing in env/ but
+    its own env/plugins/eks/."""
+    project.tutor("config", "save")
+    plain = project.ci_job("plain-root")
+    config = yaml.safe_load((project.root / "config.yml").read_text(encoding="utf-8"))
+    config["PLUGINS"] = []
+    (plain.root / "config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    plain.tutor("config", "save")
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root / "env")): p.read_bytes()
+            for p in sorted((root / "env").rglob("*"))
+            if p.is_file() and "plugins/eks" not in str(p)
+        }
+
+    with_plugin, without = files(project.root), files(plain.root)
+    assert with_plugin.keys() == without.keys()
+    differing = [name for name in with_plugin if with_plugin[name] != without[name]]
+    assert differing == []
