@@ -10,10 +10,10 @@ PYTEST_ARGS ?=
 # The local control plane's binaries (kubectl of the server's minor) come first.
 export PATH := $(CURDIR)/.cluster/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help compile install test test-unit test-cluster test-lint test-types format bench demo cluster-up cluster-down clean
+.PHONY: help compile install test test-unit test-services test-cluster system-packages test-lint test-types format bench demo cluster-up cluster-down clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,21 @@ compile: $(VENV)/.installed
 
 install: $(VENV)/.installed compile ## Create .venv with the plugin (editable) and its test tools
 
-test: test-lint test-types cluster-up ## Run everything: lint, types, unit, render and cluster tests
-	$(PY) -m pytest $(PYTEST_ARGS)
+UNIT := not cluster and not services and not kubectl
 
-test-unit: install ## Unit and render tests only (no control plane)
-	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+test: test-lint test-types test-unit test-services test-cluster ## Run everything: lint, types, then the unit, service and cluster tiers
 
-test-cluster: install cluster-up ## Tests against the local control plane only
-	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+test-unit: install ## Unit tier: in-process, no Go, kubectl, database or cluster (under a minute)
+	$(PY) -m pytest -m "$(UNIT)" -n 2 $(PYTEST_ARGS)
+
+system-packages: ## Install the Debian packages the tests need (MariaDB, Redis, curl, openssl), if missing
+	bash scripts/system-packages.sh
+
+test-services: install system-packages ## Service tier: MariaDB, Redis and an S3 server on 127.0.0.1
+	$(PY) -m pytest -m "services and not cluster and not kubectl" $(PYTEST_ARGS)
+
+test-cluster: install system-packages cluster-up ## Cluster tier: kubectl builds and the local control plane
+	$(PY) -m pytest -m "cluster or kubectl" $(PYTEST_ARGS)
 
 test-lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -44,6 +44,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            "pytest-xdist>=3",
             "hypothesis>=6",
             "mypy>=1.10",
             "ruff>=0.5",

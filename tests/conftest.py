@@ -36,8 +36,53 @@ def clean_environ() -> dict[str, str]:
     }
 
 
+_CORE_READY: list[bool] = []
+
+
+def invoke_in_process(
+    args: t.Sequence[str], environ: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run the tutor CLI in this process, as Tutor's own CLI tests do, with exactly
+    ``environ`` and ``cwd``; TutorError is reported as ``tutor`` reports it."""
+    import traceback
+
+    from click.testing import CliRunner
+    from tutor import exceptions, hooks
+    from tutor.commands.cli import cli
+
+    if not _CORE_READY:
+        hooks.Actions.CORE_READY.do()
+        _CORE_READY.append(True)
+    cli.IS_ROOT_READY = False
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in environ}
+    overrides.update(environ)
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(
+            cli, list(args), env=overrides, catch_exceptions=True
+        )
+    finally:
+        os.chdir(previous)
+    stderr = result.stderr
+    code = result.exit_code
+    error = result.exception
+    if isinstance(error, exceptions.TutorError):
+        stderr += f"Error: {error.args[0]}\n"
+        code = 1
+    elif error is not None and not isinstance(error, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))  # type: ignore[misc]
+        code = code or 1
+    return subprocess.CompletedProcess(list(args), code, result.stdout, stderr)
+
+
 class Project:
-    """A deployment repository (``environments/``) and a tutor root with ``eks`` enabled."""
+    """A deployment repository (``environments/``) and a tutor root with ``eks`` enabled.
+
+    Unit tests run the tutor CLI in-process (``in_process``); tests of the other
+    tiers run it as a subprocess, as a CI job does."""
+
+    in_process = False
 
     def __init__(self, path: Path, root_name: str = "tutor-root") -> None:
         self.path = path
@@ -56,6 +101,7 @@ class Project:
         `tutor plugins enable eks` ran: what each run of a CI job starts from."""
         job = Project(self.path, root_name=name)
         job.environ = {**self.environ, "TUTOR_ROOT": str(job.root)}
+        job.in_process = self.in_process
         return job
 
     def write(self, relative: str, text: str) -> Path:
@@ -77,6 +123,14 @@ class Project:
     ) -> subprocess.CompletedProcess[str]:
         environ = dict(self.environ)
         environ.update(env or {})
+        if self.in_process:
+            result = invoke_in_process(args, environ, self.path)
+            if check and result.returncode != 0:
+                raise AssertionError(
+                    f"tutor {' '.join(args)} exited {result.returncode}\n"
+                    f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+                )
+            return result
         result = subprocess.run(
             [TUTOR, *args],
             cwd=self.path,
@@ -136,9 +190,36 @@ class Project:
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+#: Fixtures that put a test in another tier than the unit tier.
+TIER_FIXTURES = {
+    "cluster": "cluster",
+    "mariadb": "services",
+    "redis_server": "services",
+    "s3_server": "services",
+    "crd_schemas": "kubectl",
+    "actionlint": "kubectl",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier its fixtures need."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in TIER_FIXTURES:
+                item.add_marker(TIER_FIXTURES[fixture])
+
+
+def is_unit(request: pytest.FixtureRequest) -> bool:
+    return not any(
+        request.node.get_closest_marker(marker)
+        for marker in ("cluster", "services", "kubectl", "subprocess")
+    )
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path, request: pytest.FixtureRequest) -> Project:
     project = Project(tmp_path)
+    project.in_process = is_unit(request)
     project.write("environments/dev/config.yml", DEV_CONFIG)
     return project
 

@@ -53,15 +53,12 @@ def test_api_server_restarted_during_start_then_rerun_converges(
         )
         time.sleep(1.0)
         cluster.stop_apiserver()
-        interrupted = start.wait(timeout=120)
+        start.wait(timeout=120)
         cluster.start_apiserver()
 
         # The re-run converges: it succeeds, and leaves nothing to change.
         project.tutor("k8s", "start")
         assert_start_changes_nothing(project, cluster)
-        assert interrupted in (0, 1), (
-            "the interrupted start either finished or failed cleanly"
-        )
         deployments = {
             d["metadata"]["name"]
             for d in cluster.get_json("deployments", "-n", namespace)["items"]

@@ -61,7 +61,7 @@ def python_string(settings_text: str, pattern: str) -> str:
     return value
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.text(alphabet=RDS_ALPHABET + TERRAFORM_SPECIAL, min_size=1, max_size=40))
 @example("a\\\"b'c$d`e{{ f }}%")
 def test_quoted_values_arrive_exactly_in_yaml_and_python(password: str) -> None:

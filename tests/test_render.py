@@ -10,6 +10,9 @@ import pytest
 
 from .conftest import REPO, Project, find, validate
 
+# `kubectl kustomize` builds what `tutor k8s start` applies.
+pytestmark = pytest.mark.kubectl
+
 Schemas = dict[tuple[str, str], dict[str, t.Any]]
 SELECTOR_EXCLUDED = ("job", "namespace")
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import TUTOR, Project
@@ -55,6 +56,7 @@ def test_two_saves_in_one_root_at_once_both_succeed(project: Project) -> None:
     assert "lms.dev.example.com" in project.env_file("apps/openedx/config/lms.env.yml")
 
 
+@pytest.mark.subprocess  # TUTOR_PLUGINS_ROOT is read once per process
 def test_sigterm_during_a_save_restores_and_cleans_up(project: Project) -> None:
     plugins = project.path / "plugins"
     plugins.mkdir()

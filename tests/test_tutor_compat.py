@@ -182,3 +182,12 @@ def test_config_helpers_parse_as_tutor_does() -> None:
         {**tutor_compat.load_defaults(), "ID": "x"}, "kustomization.yml"
     )
     assert "openedx-x" in rendered
+
+
+def test_atomic_write_matches_tutors_own(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    config = {"PLUGINS": ["eks"], "LMS_HOST": "a.example.com", "N": 3, "L": [1, 2]}
+    tutor_compat.write_config_atomically(str(ours), config)
+    unwrapped(tutor_config.save_config_file)(str(theirs), config)
+    assert (ours / "config.yml").read_bytes() == (theirs / "config.yml").read_bytes()
+    assert not [p for p in ours.iterdir() if p.name != "config.yml"]

@@ -99,7 +99,12 @@ def guarded_save(
         from .config import state
 
         kept = state.keep_generated(resolution, config)
-    original(root, without_injected(root, config, resolution, kept))
+    # Tutor's own function truncates config.yml before writing it: a concurrent
+    # reader could see it empty. Same content, written atomically.
+    del original
+    tutor_compat.write_config_atomically(
+        root, without_injected(root, config, resolution, kept)
+    )
 
 
 def without_injected(

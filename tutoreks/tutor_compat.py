@@ -146,6 +146,38 @@ def wrap_save_config_file(
     tutor_config.save_config_file = save_config_file
 
 
+def write_config_atomically(root: str, config: dict[str, t.Any]) -> None:
+    """What ``tutor.config.save_config_file`` does, through a temporary file and a
+    rename: a command reading config.yml at the same time sees the old file or the
+    new one, never a half-written one."""
+    import tempfile
+
+    from tutor import fmt, serialize
+
+    path = config_path(root)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config.yml.", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            serialize.dump(config, f)
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    fmt.echo_info(f"Configuration saved to {path}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def load_defaults() -> dict[str, t.Any]:
     from tutor import config as tutor_config
 

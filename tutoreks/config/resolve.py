@@ -130,6 +130,8 @@ def for_root(root: str) -> Resolution | None:
     if not selection.name:
         return None
     path = tutor_compat.command_path()
+    if not path:
+        return None  # no command yet: Tutor is enabling plugins (PROJECT_ROOT_READY)
     online = path[:1] not in OFFLINE_COMMANDS and path[:2] not in OFFLINE_COMMANDS
     key = (
         root,
