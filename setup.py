@@ -40,9 +40,13 @@ setup(
     include_package_data=True,
     package_data={"tutoreks": ["patches/*", "templates/eks/**/*", "py.typed"]},
     python_requires=">=3.10",
-    install_requires=["tutor>=22,<23", "PyMySQL>=1.1", "boto3>=1.34"],
+    # Tutor brings the official `kubernetes` client and PyYAML.
+    install_requires=["tutor>=22,<23", "kubernetes>=30"],
     extras_require={
+        # `tutor eks check`: the maintained clients of the backing services.
+        "check": ["PyMySQL>=1.1", "redis>=5", "pymongo>=4", "boto3>=1.34"],
         "dev": [
+            "tutor-contrib-eks[check]",
             "pytest>=8",
             "pytest-xdist>=3",
             "hypothesis>=6",

@@ -34,6 +34,18 @@ class Result:
 Check = t.Callable[[], str]  # returns the detail; raises on failure
 
 
+def require(module: str) -> t.Any:
+    """A backing service's client, or an error that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise EksError(
+            f"{module} is not installed: pip install 'tutor-contrib-eks[check]'"
+        ) from e
+
+
 def run(
     checks: list[tuple[str, Check]], secret_values: t.Iterable[str] = ()
 ) -> list[Result]:
@@ -61,8 +73,7 @@ def run(
 
 def mysql(config: dict[str, t.Any]) -> Check:
     def check() -> str:
-        import pymysql
-
+        pymysql = require("pymysql")
         host, port = str(config["MYSQL_HOST"]), int(config["MYSQL_PORT"])
         try:
             connection = pymysql.connect(
@@ -96,8 +107,7 @@ def mysql(config: dict[str, t.Any]) -> Check:
 
 def redis(config: dict[str, t.Any]) -> Check:
     def check() -> str:
-        import redis as redis_client
-
+        redis_client = require("redis")
         host, port = str(config["REDIS_HOST"]), int(config["REDIS_PORT"])
         password = config.get("REDIS_PASSWORD") or None
         client = redis_client.Redis(
@@ -132,10 +142,7 @@ def redis(config: dict[str, t.Any]) -> Check:
 
 def mongodb(config: dict[str, t.Any]) -> Check:
     def check() -> str:
-        try:
-            import pymongo
-        except ImportError as e:
-            raise EksError("pymongo is not installed: pip install pymongo") from e
+        pymongo = require("pymongo")
         host, port = str(config["MONGODB_HOST"]), int(config["MONGODB_PORT"])
         client: t.Any = pymongo.MongoClient(
             host=host,
@@ -160,7 +167,7 @@ def mongodb(config: dict[str, t.Any]) -> Check:
 
 def s3(config: dict[str, t.Any]) -> Check:
     def check() -> str:
-        import boto3
+        boto3 = require("boto3")
         from botocore.config import Config as BotoConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
