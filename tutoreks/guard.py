@@ -96,15 +96,36 @@ def guarded_save(
     resolution = resolve.for_root(root)
     kept: list[str] = []
     if resolution is not None and resolution.online:
-        from .config import state
-
-        kept = state.keep_generated(resolution, config)
+        kept = keep_generated(resolution, config)
     # Tutor's own function truncates config.yml before writing it: a concurrent
     # reader could see it empty. Same content, written atomically.
     del original
     tutor_compat.write_config_atomically(
         root, without_injected(root, config, resolution, kept)
     )
+
+
+def keep_generated(
+    resolution: resolve.Resolution, config: dict[str, t.Any]
+) -> list[str]:
+    """The state's part of a save: a new ``ID`` must not clash with a running
+    instance (``deploy/adopt.py``); resolutions read before are stale after."""
+    from .config import state
+    from .deploy import adopt
+
+    if resolution.state is None:
+        return []
+    kube = resolve.client()
+    namespace = resolution.namespace
+    kept = state.keep_generated(
+        kube,
+        resolution.state,
+        resolution.sources,
+        config,
+        lambda new_id: adopt.refuse_foreign_instance(kube, namespace, new_id),
+    )
+    resolve.forget()
+    return kept
 
 
 def without_injected(

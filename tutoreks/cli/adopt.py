@@ -59,7 +59,7 @@ def report(stored: state.State, recovery: adopt.Recovery, resolution: t.Any) -> 
     )
     for key in sorted(recovery.origins):
         fmt.echo(f"  {key:<28} from {recovery.origins[key]}")
-    provided = set(resolution.values) - set(state.State.provided(stored, resolution))
+    provided = set(resolution.values) - set(stored.provided(resolution.sources))
     lost = [
         key
         for key in tutor_compat.unique_keys()

@@ -71,7 +71,7 @@ def state_rows(resolution: Resolution) -> list[tuple[str, ...]]:
     state = resolution.state
     if state is None:
         return []
-    used = set(state.provided(resolution))
+    used = set(state.provided(resolution.sources))
     return [
         (
             key,

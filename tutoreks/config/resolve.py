@@ -53,17 +53,19 @@ class Resolution:
     state: State | None = None
     #: Whether this resolution read the cluster.
     online: bool = True
+    #: K8S_NAMESPACE as read from the layers (set when the cluster is read).
+    k8s_namespace: str = ""
 
     @property
     def namespace(self) -> str:
-        return str(self.values.get("K8S_NAMESPACE", ""))
+        return self.k8s_namespace or str(self.values.get("K8S_NAMESPACE", ""))
 
     def secret_keys(self) -> dict[str, tuple[str, str]]:
         """Tutor key -> (Secret, data key) of every value that reaches Tutor from a
         Secret, the state's included, so that workloads can reference it."""
         keys: dict[str, tuple[str, str]] = {}
         if self.state is not None:
-            for key in self.state.provided(self):
+            for key in self.state.provided(self.sources):
                 keys[key] = (self.state.name, key)
         if self.secrets is not None:
             for key, origin in self.secrets.origins.items():
@@ -77,7 +79,9 @@ class Resolution:
         Tutor's templates)."""
         raw: dict[str, str] = {}
         if self.state is not None:
-            raw.update({k: self.state.values[k] for k in self.state.provided(self)})
+            raw.update(
+                {k: self.state.values[k] for k in self.state.provided(self.sources)}
+            )
         if self.secrets is not None:
             raw.update(
                 {
@@ -166,6 +170,7 @@ def resolve(
     resolution = Resolution(environment, {}, {}, online=online)
     layers.add_environment(resolution)
     if online:
+        resolution.k8s_namespace = layers.namespace()
         layers.add_secrets(resolution)
     layers.add_variables(resolution)
     if online:

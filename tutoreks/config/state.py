@@ -30,7 +30,6 @@ from ..exceptions import EksError
 
 if t.TYPE_CHECKING:
     from ..kube import Kube
-    from .resolve import Resolution
 
 ANNOTATION = "tutor-contrib-eks/"
 ENVIRONMENT_ANNOTATION = ANNOTATION + "environment"
@@ -67,12 +66,13 @@ class State:
     def last_tutor_version(self) -> str | None:
         return self.annotations.get(TUTOR_VERSION_ANNOTATION) or None
 
-    def provided(self, resolution: Resolution) -> list[str]:
-        """The keys whose value reaches Tutor from this state."""
+    def provided(self, sources: dict[str, str]) -> list[str]:
+        """The keys whose value reaches Tutor from this state (``sources``: where
+        each value of a resolution came from)."""
         return [
             key
             for key in self.values
-            if resolution.sources.get(key, "").startswith("state Secret")
+            if sources.get(key, "").startswith("state Secret")
         ]
 
 
@@ -151,48 +151,45 @@ def parse(
 # --- writing ---------------------------------------------------------------------------
 
 
-def generated_keys(resolution: Resolution, config: dict[str, t.Any]) -> dict[str, str]:
+def generated_keys(sources: dict[str, str], config: dict[str, t.Any]) -> dict[str, str]:
     """The unique keys whose value Tutor generated in ``config``: no higher layer
-    provides them (environment, Secrets, TUTOR_ variables)."""
+    provides them (environment, Secrets, TUTOR_ variables; ``sources`` says where
+    each value of the plugin's layers came from)."""
     from .. import tutor_compat
-    from .resolve import env_value
 
     found = {}
     for key in tutor_compat.unique_keys():
-        if key not in config or env_value(key)[0]:
+        if key not in config or f"TUTOR_{key}" in os.environ:
             continue
-        source = resolution.sources.get(key, "")
-        if key in resolution.values and not source.startswith("state Secret"):
+        source = sources.get(key, "")
+        if source and not source.startswith("state Secret"):
             continue
         value = config[key]
         found[key] = value if isinstance(value, str) else str(value)
     return found
 
 
-def keep_generated(resolution: Resolution, config: dict[str, t.Any]) -> list[str]:
+def keep_generated(
+    kube: Kube,
+    state: State,
+    sources: dict[str, str],
+    config: dict[str, t.Any],
+    check_new_id: t.Callable[[str], None],
+) -> list[str]:
     """Before config.yml is written: store Tutor's generated values in the state,
-    or use those another deploy stored first. ``config`` gets the state's values.
-    The keys the state holds afterwards."""
-    from . import resolve
-
-    state = resolution.state
-    if state is None:
-        return []
-    generated = generated_keys(resolution, config)
+    or use those another deploy stored first (``config`` gets the state's values).
+    ``check_new_id`` runs before an ``ID`` is stored. The keys the state holds."""
+    generated = generated_keys(sources, config)
     missing = {k: v for k, v in generated.items() if k not in state.values}
     if not missing:
         return list(state.values)
-    kube = resolve.client()
     if "ID" in missing:
-        from ..deploy import adopt
-
-        adopt.refuse_foreign_instance(kube, state.namespace, missing["ID"])
+        check_new_id(missing["ID"])
     stored = store(kube, state, missing)
     for key in generated:
         if key in stored.values:
             config[key] = stored.values[key]
     _states[_cache_key(state.namespace, state.name)] = stored
-    resolve.forget()
     from . import masking
 
     masking.mask(stored.values.values())

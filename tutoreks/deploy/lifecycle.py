@@ -33,7 +33,7 @@ def before_start(root: str) -> None:
     if resolution is None or resolution.state is None:
         return
     instance = resolution.state.values.get("ID")
-    if instance is not None and "ID" in resolution.state.provided(resolution):
+    if instance is not None and "ID" in resolution.state.provided(resolution.sources):
         adopt.refuse_foreign_instance(resolve.client(), resolution.namespace, instance)
 
 
