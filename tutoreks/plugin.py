@@ -62,9 +62,16 @@ def _eks_manifests(context: jinja2.runtime.Context) -> str:
 
 @jinja2.pass_context
 def _eks_hosts(context: jinja2.runtime.Context) -> list[str]:
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return []
     from .render import manifests
 
-    return manifests.public_hosts(context.get_all())
+    return manifests.public_hosts(
+        context.get_all(),
+        manifests.context_renderer(context),
+        manifests.extra_hosts_source(resolution),
+    )
 
 
 @jinja2.pass_context

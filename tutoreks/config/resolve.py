@@ -115,6 +115,8 @@ def for_root(root: str) -> Resolution | None:
         root,
         selection,
         online,
+        # which keys a Secret may set depends on the plugins loaded
+        tutor_compat.loaded_plugins(),
         repr(sorted(root_config.items())),
         tuple(
             sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
@@ -256,7 +258,10 @@ class Layers:
         provided = read_secrets(namespace, specs, renames)
         resolution.secrets = provided
         tutor_defaults = tutor_compat.load_defaults()
+        known = self.known_keys(tutor_defaults)
         for key, text in provided.values.items():
+            if key not in known:
+                continue  # `tutor eks secrets` lists it as unused
             where = provided.where(key)
             values.check_value(key, text, where)
             value = values.typed(key, text, tutor_defaults.get(key), where)
@@ -279,6 +284,19 @@ class Layers:
                 f"Set both in {self.config_display} and in a Secret (the Secret wins): "
                 f"{', '.join(sorted(resolution.conflicts))}"
             )
+
+    def known_keys(self, tutor_defaults: dict[str, t.Any]) -> set[str]:
+        """Keys a value from a Secret may set: Tutor's and every loaded plugin's
+        defaults and unique keys, the plugin's own Secret settings, and what the
+        root's or the environment's config.yml sets. Any other key of a Secret
+        reaches no template: it is not injected."""
+        return (
+            set(tutor_defaults)
+            | set(tutor_compat.unique_keys())
+            | set(defaults.SECRET_SETTINGS)
+            | set(self.root_config)
+            | set(self.environment.config)
+        )
 
     # layer 6
     def add_variables(self, resolution: Resolution) -> None:

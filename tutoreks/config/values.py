@@ -13,6 +13,8 @@ FORBIDDEN_CHARACTERS = set("\"'\\`$")
 #: Redis credentials land in a redis:// URL, unescaped.
 URL_KEYS = ("REDIS_USERNAME", "REDIS_PASSWORD")
 FORBIDDEN_IN_URL = set("@/:#?%[] ")
+#: Keys whose value spans lines: a PEM, which Tutor reads with ``rsa_import_key``.
+MULTILINE_KEYS = ("JWT_RSA_PRIVATE_KEY",)
 
 
 def printable(ch: str) -> bool:
@@ -30,7 +32,8 @@ def check_value(key: str, value: str, source: str) -> None:
     """Refuse a value Tutor's templates cannot hold; name the key, never the value.
     ``source`` is :meth:`SecretValues.where` of the key."""
     where = f"{source} ({key})"
-    if not all(map(printable, value)):
+    lines = value.replace("\n", "") if key in MULTILINE_KEYS else value
+    if not all(map(printable, lines)):
         raise EksError(
             f"{where}: the value contains a newline, control or non-printable character, "
             "which Tutor's templates cannot hold."
