@@ -182,3 +182,25 @@ def test_config_helpers_parse_as_tutor_does() -> None:
         {**tutor_compat.load_defaults(), "ID": "x"}, "kustomization.yml"
     )
     assert "openedx-x" in rendered
+
+
+def test_public_host_templates_are_tutors_app_public_hosts() -> None:
+    templates = tutor_compat.public_host_templates()
+    assert templates[:2] == ["{{ LMS_HOST }}", "{{ CMS_HOST }}"]
+    assert any("MEILISEARCH_PUBLIC_URL" in item for item in templates)
+    config: dict[str, t.Any] = {
+        "LMS_HOST": "lms.example.com",
+        "CMS_HOST": "studio.example.com",
+        "MEILISEARCH_PUBLIC_URL": "https://meilisearch.lms.example.com",
+    }
+    rendered = [tutor_env.render_str(config, item) for item in templates]
+    assert rendered[:2] == ["lms.example.com", "studio.example.com"]
+    assert "meilisearch.lms.example.com" in rendered, "no port in the local context"
+    dev = list(hooks.Filters.APP_PUBLIC_HOSTS.iterate("dev"))
+    assert dev[0] == "{{ LMS_HOST }}:8000", "the dev context is the one with ports"
+
+
+def test_loaded_plugins_are_tutors() -> None:
+    from tutor import plugins
+
+    assert tutor_compat.loaded_plugins() == tuple(plugins.iter_loaded())

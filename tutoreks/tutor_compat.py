@@ -180,6 +180,7 @@ def public_host_templates() -> list[str]:
     """The public hosts of Tutor and every loaded plugin (``APP_PUBLIC_HOSTS``),
     as templates: Tutor renders each with the configuration (``{{ LMS_HOST }}``)."""
     from tutor import hooks
+    from tutor import plugins as _plugins  # noqa: F401 - registers core's hosts
 
     return [
         str(host)
