@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tutoreks import defaults
 from tutoreks.config import values as eks_secrets
 
 from .cluster.conftest import Cluster
@@ -29,6 +30,10 @@ from .conftest import (
 
 pytestmark = pytest.mark.cluster
 
+#: The names of the default EKS_SECRETS.
+DEFAULT_SECRET_NAMES = [
+    name.rstrip("?") for name in defaults.CONFIG_DEFAULTS["SECRETS"]
+]
 ROOT_PASSWORD = "yes"
 OPENEDX_PASSWORD = "0pen{{ 7*7 }}%{% x %}edx"
 REDIS_PASSWORD = "redis-Pa55-w0rd"
@@ -257,14 +262,7 @@ def test_least_privilege_service_account(
                 "apiGroups": [""],
                 "resources": ["secrets"],
                 "verbs": ["get"],
-                "resourceNames": [
-                    "mysql-root",
-                    "mysql-openedx",
-                    "redis",
-                    "mongodb",
-                    "smtp",
-                    "s3-openedx-storage",
-                ],
+                "resourceNames": DEFAULT_SECRET_NAMES,
             }
         ],
     }
