@@ -79,10 +79,14 @@ generations() {
 }
 
 ci_job() {
-  step "CI job $1: empty tutor root, tutor plugins enable eks"
+  step "CI job $1: empty tutor root, tutor plugins enable eks mfe"
   rm -rf "$TUTOR_ROOT"
   mkdir -p "$TUTOR_ROOT"
-  tutor plugins enable eks
+  # A new root would enable Tutor's default plugins, mfe and indigo; the examples
+  # use mfe (what cookiecutter-openedx-devops stacks install) and not indigo (a
+  # theme the Open edX image must contain): start from an explicit list.
+  printf 'PLUGINS: []\n' > "$TUTOR_ROOT/config.yml"
+  tutor plugins enable eks mfe
   step "CI job $1: TUTOR_EKS_ENVIRONMENT=$TUTOR_EKS_ENVIRONMENT tutor k8s launch --non-interactive"
   tutor k8s launch --non-interactive
 }

@@ -84,7 +84,12 @@ def test_rbac_is_least_privilege(project: Project) -> None:
     secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
     generated = ["openedx-config", "openedx-settings-cms", "openedx-settings-lms"]
     listed = [
+        "admin-edx",
+        "aws-ses-config",
+        "edx-secret-key",
+        "jwt",
         "mongodb",
+        "mongodb-openedx",
         "mysql-openedx",
         "mysql-root",
         "redis",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tutoreks import defaults
 from tutoreks.config import values as eks_secrets
 
 from .cluster.conftest import Cluster
@@ -29,6 +30,10 @@ from .conftest import (
 
 pytestmark = pytest.mark.cluster
 
+#: The names of the default EKS_SECRETS.
+DEFAULT_SECRET_NAMES = [
+    name.rstrip("?") for name in defaults.CONFIG_DEFAULTS["SECRETS"]
+]
 ROOT_PASSWORD = "yes"
 OPENEDX_PASSWORD = "0pen{{ 7*7 }}%{% x %}edx"
 REDIS_PASSWORD = "redis-Pa55-w0rd"
@@ -102,7 +107,10 @@ def test_values_flow_into_the_rendered_env_and_never_into_config_yml(
         f"Secrets read from namespace {namespace}: mysql-root, mysql-openedx, redis"
         in result.stderr
     )
-    assert "optional, absent: mongodb, smtp, s3-openedx-storage" in result.stderr
+    assert (
+        "optional, absent: mongodb, mongodb-openedx, smtp, aws-ses-config, "
+        "s3-openedx-storage, edx-secret-key, jwt, admin-edx" in result.stderr
+    )
 
     assert deployed.value("MYSQL_HOST") == "mysql.example.internal"
     assert deployed.value("MYSQL_PORT") == "3307"
@@ -254,14 +262,7 @@ def test_least_privilege_service_account(
                 "apiGroups": [""],
                 "resources": ["secrets"],
                 "verbs": ["get"],
-                "resourceNames": [
-                    "mysql-root",
-                    "mysql-openedx",
-                    "redis",
-                    "mongodb",
-                    "smtp",
-                    "s3-openedx-storage",
-                ],
+                "resourceNames": DEFAULT_SECRET_NAMES,
             }
         ],
     }
@@ -423,7 +424,10 @@ def test_secrets_command_maps_keys_and_never_shows_values(
         and "(the Secret wins)" in rows["REDIS_HOST"]
     )
     assert "false: MYSQL_HOST from Secret" in rows["RUN_MYSQL"]
-    assert "Optional Secrets absent: mongodb, smtp, s3-openedx-storage" in result.stdout
+    assert (
+        "Optional Secrets absent: mongodb, mongodb-openedx, smtp, aws-ses-config, "
+        "s3-openedx-storage, edx-secret-key, jwt, admin-edx" in result.stdout
+    )
     assert f"namespace {namespace}" in result.stdout
     for value in (ROOT_PASSWORD, OPENEDX_PASSWORD, REDIS_PASSWORD):
         fail_if_secret_in(value, all_output(result), "tutor eks secrets")

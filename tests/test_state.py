@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tutoreks import defaults
+
 from .cluster.conftest import Cluster
 from .conftest import (
     TUTOR,
@@ -299,14 +301,7 @@ def role(
 READ_OPERATOR_SECRETS = {
     "apiGroups": [""],
     "resources": ["secrets"],
-    "resourceNames": [
-        "mysql-root",
-        "mysql-openedx",
-        "redis",
-        "mongodb",
-        "smtp",
-        "s3-openedx-storage",
-    ],
+    "resourceNames": [name.rstrip("?") for name in defaults.CONFIG_DEFAULTS["SECRETS"]],
     "verbs": ["get"],
 }
 

@@ -191,3 +191,25 @@ def test_atomic_write_matches_tutors_own(tmp_path: Path) -> None:
     unwrapped(tutor_config.save_config_file)(str(theirs), config)
     assert (ours / "config.yml").read_bytes() == (theirs / "config.yml").read_bytes()
     assert not [p for p in ours.iterdir() if p.name != "config.yml"]
+
+
+def test_public_host_templates_are_tutors_app_public_hosts() -> None:
+    templates = tutor_compat.public_host_templates()
+    assert templates[:2] == ["{{ LMS_HOST }}", "{{ CMS_HOST }}"]
+    assert any("MEILISEARCH_PUBLIC_URL" in item for item in templates)
+    config: dict[str, t.Any] = {
+        "LMS_HOST": "lms.example.com",
+        "CMS_HOST": "studio.example.com",
+        "MEILISEARCH_PUBLIC_URL": "https://meilisearch.lms.example.com",
+    }
+    rendered = [tutor_env.render_str(config, item) for item in templates]
+    assert rendered[:2] == ["lms.example.com", "studio.example.com"]
+    assert "meilisearch.lms.example.com" in rendered, "no port in the local context"
+    dev = list(hooks.Filters.APP_PUBLIC_HOSTS.iterate("dev"))
+    assert dev[0] == "{{ LMS_HOST }}:8000", "the dev context is the one with ports"
+
+
+def test_loaded_plugins_are_tutors() -> None:
+    from tutor import plugins
+
+    assert tutor_compat.loaded_plugins() == tuple(plugins.iter_loaded())

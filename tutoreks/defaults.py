@@ -25,13 +25,20 @@ ISSUER_KINDS = ("ClusterIssuer", "Issuer")
 CONFIG_DEFAULTS: dict[str, t.Any] = {
     "ENVIRONMENT": "",
     "ENVIRONMENTS_ROOT": "environments",
+    # The plugin's own names and those of the cookiecutter-openedx-devops Terraform
+    # (config/secrets.py has the keys each one holds).
     "SECRETS": [
         "mysql-root",
         "mysql-openedx",
         "redis?",
         "mongodb?",
+        "mongodb-openedx?",
         "smtp?",
+        "aws-ses-config?",
         "s3-openedx-storage?",
+        "edx-secret-key?",
+        "jwt?",
+        "admin-edx?",
     ],
     "SECRET_KEYS": {},
     # The Secret of K8S_NAMESPACE that keeps Tutor's generated values (config/state.py).
@@ -51,6 +58,18 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "EXTRA_HOSTS": [],
 }
 
+
+#: Keys the plugin itself reads from Secrets, without a default: they reach the
+#: configuration when a Secret provides them (S3 storage, the admin user).
+SECRET_SETTINGS = (
+    "S3_STORAGE_BUCKET",
+    "S3_REGION",
+    "S3_CUSTOM_DOMAIN",
+    "S3_ENDPOINT_URL",
+    "ADMIN_USER",
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+)
 
 #: The keys that select an environment: the only ones defined while the plugin is
 #: inert (Tutor renders every default value on every config load).

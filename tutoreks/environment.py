@@ -280,12 +280,15 @@ def parse_yaml_documents(text: str, display: str, quote: bool = True) -> list[t.
 
 #: ``KEY=value``: the shell format of older cookiecutter-openedx-devops config.yml.
 _SHELL_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-#: Their shell names that differ from Tutor's.
+#: Their shell names that differ from Tutor's (and its plugins').
 LEGACY_KEYS = {
     "LMS_HOSTNAME": "LMS_HOST",
     "CMS_HOSTNAME": "CMS_HOST",
     "PREVIEW_LMS_HOSTNAME": "PREVIEW_LMS_HOST",
     "MFE_HOSTNAME": "MFE_HOST",
+    "DOCKER_IMAGE_MFE": "MFE_DOCKER_IMAGE",
+    "DOCKER_IMAGE_CREDENTIALS": "CREDENTIALS_DOCKER_IMAGE",
+    "DOCKER_IMAGE_BACKUP": "BACKUP_DOCKER_IMAGE",
 }
 
 

@@ -62,9 +62,16 @@ def _eks_manifests(context: jinja2.runtime.Context) -> str:
 
 @jinja2.pass_context
 def _eks_hosts(context: jinja2.runtime.Context) -> list[str]:
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return []
     from .render import manifests
 
-    return manifests.public_hosts(context.get_all())
+    return manifests.public_hosts(
+        context.get_all(),
+        manifests.context_renderer(context),
+        manifests.extra_hosts_source(resolution),
+    )
 
 
 @jinja2.pass_context
@@ -120,6 +127,17 @@ def _task_script(_service: str, script: str) -> str:
 
 
 tutor_compat.wrap_task_scripts(_task_script)
+
+
+@hooks.Filters.CLI_DO_INIT_TASKS.add(priority=hooks.priorities.LOW)
+def _init_tasks(tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The admin user from Secrets, after every migration (low priority)."""
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return tasks
+    from .render import admin
+
+    return tasks + admin.init_tasks(resolution)
 
 
 # --- deploy and command line ----------------------------------------------------------

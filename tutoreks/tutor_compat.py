@@ -4,8 +4,8 @@ Tutor's documented plugin API is its hooks (``tutor.hooks``) and templates. The
 plugin also needs a few things Tutor does not offer as API: the write of
 ``config.yml``, the running command's root and options, the label selector of
 ``tutor k8s start``, the names of the ConfigMaps Tutor generates, its unique
-(generated) settings, the task runner of ``tutor k8s do`` and the ``k8s`` command
-group. Each is reached through a function here, and each has a test in
+(generated) settings, the loaded plugins, the context of the public hosts, the
+task runner of ``tutor k8s do`` and the ``k8s`` command group. Each is reached through a function here, and each has a test in
 ``tests/test_tutor_compat.py`` that fails when a Tutor release changes it.
 """
 
@@ -190,6 +190,13 @@ def load_full(root: str) -> dict[str, t.Any]:
     return tutor_config.load_full(root)
 
 
+def loaded_plugins() -> tuple[str, ...]:
+    """The names of the plugins loaded in this process, in load order."""
+    from tutor import plugins
+
+    return tuple(plugins.iter_loaded())
+
+
 def unique_keys() -> list[str]:
     """The generated settings: Tutor's base.yml and every plugin's CONFIG_UNIQUE."""
     from tutor import config as tutor_config
@@ -200,6 +207,26 @@ def unique_keys() -> list[str]:
         if key not in keys:
             keys.append(key)
     return keys
+
+
+# --- public hosts -------------------------------------------------------------------
+
+#: The context ``APP_PUBLIC_HOSTS`` is iterated with for a production platform:
+#: Tutor has "local" and "dev" (hosts with ports); Kubernetes serves the same
+#: hosts as "local".
+PUBLIC_HOSTS_CONTEXT: t.Literal["local"] = "local"
+
+
+def public_host_templates() -> list[str]:
+    """The public hosts of Tutor and every loaded plugin (``APP_PUBLIC_HOSTS``),
+    as templates: Tutor renders each with the configuration (``{{ LMS_HOST }}``)."""
+    from tutor import hooks
+    from tutor import plugins as _plugins  # noqa: F401 - registers core's hosts
+
+    return [
+        str(host)
+        for host in hooks.Filters.APP_PUBLIC_HOSTS.iterate(PUBLIC_HOSTS_CONTEXT)
+    ]
 
 
 # --- env/ -----------------------------------------------------------------------

@@ -69,7 +69,7 @@ class Resolution:
                 keys[key] = (self.state.name, key)
         if self.secrets is not None:
             for key, origin in self.secrets.origins.items():
-                if not self.sources.get(key, "").startswith(ENV_PREFIX):
+                if self.sources.get(key, "").startswith("Secret "):
                     keys[key] = origin
         return keys
 
@@ -87,8 +87,7 @@ class Resolution:
                 {
                     k: v
                     for k, v in self.secrets.values.items()
-                    if k in self.secrets.origins
-                    and not self.sources.get(k, "").startswith(ENV_PREFIX)
+                    if self.sources.get(k, "").startswith("Secret ")
                 }
             )
         return raw
@@ -141,6 +140,8 @@ def for_root(root: str) -> Resolution | None:
         root,
         selection,
         online,
+        # which keys a Secret may set depends on the plugins loaded
+        tutor_compat.loaded_plugins(),
         repr(sorted(root_config.items())),
         tuple(
             sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
@@ -283,7 +284,10 @@ class Layers:
         provided = read_secrets(namespace, specs, renames)
         resolution.secrets = provided
         tutor_defaults = tutor_compat.load_defaults()
+        known = self.known_keys(tutor_defaults)
         for key, text in provided.values.items():
+            if key not in known:
+                continue  # `tutor eks secrets` lists it as unused
             where = provided.where(key)
             values.check_value(key, text, where)
             value = values.typed(key, text, tutor_defaults.get(key), where)
@@ -304,6 +308,19 @@ class Layers:
                 f"Set both in {self.config_display} and in a Secret (the Secret wins): "
                 f"{', '.join(sorted(resolution.conflicts))}"
             )
+
+    def known_keys(self, tutor_defaults: dict[str, t.Any]) -> set[str]:
+        """Keys a value from a Secret may set: Tutor's and every loaded plugin's
+        defaults and unique keys, the plugin's own Secret settings, and what the
+        root's or the environment's config.yml sets. Any other key of a Secret
+        reaches no template: it is not injected."""
+        return (
+            set(tutor_defaults)
+            | set(tutor_compat.unique_keys())
+            | set(defaults.SECRET_SETTINGS)
+            | set(self.root_config)
+            | set(self.environment.config)
+        )
 
     # layer 6
     def add_variables(self, resolution: Resolution) -> None:

@@ -2,7 +2,10 @@
 
 Convention (compatible with the cookiecutter-openedx-devops Terraform stacks):
 every data key of a listed Secret, upper-cased, is a Tutor config key;
-``EKS_SECRET_KEYS`` renames others. Secrets are fetched by name with GET
+:data:`BUILTIN_RENAMES` and ``EKS_SECRET_KEYS`` (which wins) rename others. A key
+two Secrets hold with the same value is taken once (the stack repeats
+``MYSQL_HOST``/``MYSQL_PORT`` in every ``mysql-*`` Secret); different values are an
+error naming both. Secrets are fetched by name with GET
 (``get`` on those names is the only permission needed), concurrently, once per
 process. No value is ever printed or logged; under GitHub Actions each value is
 masked before anything else is printed.
@@ -38,14 +41,27 @@ ENDPOINT_NEEDS = {
     "S3_STORAGE_BUCKET": ("S3_REGION",),
     "OPENEDX_MYSQL_USERNAME": ("OPENEDX_MYSQL_PASSWORD",),
 }
-#: Keys each conventional Secret must hold (after renames).
+#: Keys each conventional Secret must hold (after renames), not empty. The
+#: cookiecutter-openedx-devops Terraform names are here beside the plugin's own:
+#: ``mongodb-openedx`` for ``mongodb``, ``aws-ses-config`` for ``smtp``.
 REQUIRED_KEYS = {
     "mysql-root": ("MYSQL_HOST", "MYSQL_ROOT_PASSWORD"),
     "mysql-openedx": ("OPENEDX_MYSQL_PASSWORD",),
     "redis": ("REDIS_HOST",),
     "mongodb": ("MONGODB_HOST",),
+    "mongodb-openedx": ("MONGODB_HOST",),
     "smtp": ("SMTP_HOST",),
+    "aws-ses-config": ("SMTP_HOST",),
     "s3-openedx-storage": ("S3_STORAGE_BUCKET", "S3_REGION"),
+    "edx-secret-key": ("OPENEDX_SECRET_KEY",),
+    "jwt": ("JWT_RSA_PRIVATE_KEY",),
+    "admin-edx": ("ADMIN_USER", "ADMIN_EMAIL", "ADMIN_PASSWORD"),
+}
+#: Data keys that are not Tutor setting names, in the Secrets of the
+#: cookiecutter-openedx-devops Terraform: ``(Secret, data key)`` -> Tutor key.
+#: ``EKS_SECRET_KEYS`` entries win over these.
+BUILTIN_RENAMES: dict[tuple[str, str], str] = {
+    ("jwt", "private_key"): "JWT_RSA_PRIVATE_KEY",
 }
 
 
@@ -115,7 +131,7 @@ def parse_renames(setting: t.Any, source: str) -> dict[tuple[str, str], str]:
                 f'{source}: EKS_SECRET_KEYS entry {origin!r}: {key!r} must be "secret/key": "TUTOR_KEY".'
             )
         renames[(secret, data_key)] = key
-    return renames
+    return {**BUILTIN_RENAMES, **renames}
 
 
 def fetch(
@@ -136,8 +152,10 @@ def fetch(
             )
         return spec, secret
 
+    # One wave of requests: an unreachable API server costs one request's bounded
+    # time, whatever the number of Secrets (the default list has eleven).
     with concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(8, max(1, len(specs)))
+        max_workers=min(16, max(1, len(specs)))
     ) as pool:
         answers = list(pool.map(get, specs))
     result = SecretValues(namespace=namespace)
@@ -184,6 +202,10 @@ def add_secret(
         if required not in result.values:
             raise EksError(
                 f"Secret {namespace}/{name} has no key {required} (needed by the Secret contract)."
+            )
+        if not result.values[required]:
+            raise EksError(
+                f"{result.where(required)}: {required} is empty (needed by the Secret contract)."
             )
 
 

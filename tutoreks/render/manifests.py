@@ -10,10 +10,13 @@ when the env is saved, not later by kubectl.
 
 from __future__ import annotations
 
+import os
+import re
 import typing as t
 
 import jinja2
 
+from .. import tutor_compat
 from ..environment import parse_yaml_documents
 from ..exceptions import EksError
 
@@ -22,6 +25,23 @@ if t.TYPE_CHECKING:
 
 DEFAULT_TEMPLATE = "eks/k8s/defaults/{name}.yml"
 OUTPUT = "plugins/eks/k8s/manifests.yml"
+HOST_PATTERN = re.compile(
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+#: Cluster-scoped kinds an environment's k8s/ may hold. The ``kustomization``
+#: patch keeps the environment's instance labels off them (and the namespace off
+#: the ClusterIssuer, which kustomize does not know).
+CLUSTER_SCOPED_KINDS = (
+    "ClusterIssuer",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "IngressClass",
+    "StorageClass",
+    "PriorityClass",
+    "PersistentVolume",
+    "CustomResourceDefinition",
+)
+ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 
 
 def default_names(config: t.Mapping[str, t.Any]) -> list[str]:
@@ -35,44 +55,97 @@ def default_names(config: t.Mapping[str, t.Any]) -> list[str]:
     return ["ingress", "issuer", "certificate"]
 
 
-def public_hosts(config: t.Mapping[str, t.Any]) -> list[str]:
-    """Every host name the platform answers on, in a stable order, without repeats."""
-    hosts: list[str] = [config["LMS_HOST"], config["CMS_HOST"]]
-    if config.get("PREVIEW_LMS_HOST"):
-        hosts.append(config["PREVIEW_LMS_HOST"])
-    if "mfe" in (config.get("PLUGINS") or []) and config.get("MFE_HOST"):
-        hosts.append(config["MFE_HOST"])
-    if config.get("RUN_MEILISEARCH"):
-        url = str(config.get("MEILISEARCH_PUBLIC_URL") or "")
-        hosts.append(
-            url.split("://", 1)[-1].split("/", 1)[0]
-            if url
-            else config["MEILISEARCH_HOST"]
-        )
-    hosts.extend(config.get("EKS_EXTRA_HOSTS") or [])
+def public_hosts(
+    config: t.Mapping[str, t.Any],
+    render: t.Callable[[str], str],
+    source: str = "EKS_EXTRA_HOSTS",
+) -> list[str]:
+    """Every host name the platform answers on, in a stable order, without repeats:
+    the public hosts of Tutor and of every enabled plugin (``APP_PUBLIC_HOSTS``,
+    each rendered by ``render`` with the configuration), then ``EKS_EXTRA_HOSTS``.
+    Meilisearch's public host is left out when Tutor does not run Meilisearch (an
+    external one is not served by Caddy)."""
+    external = ""
+    if not config.get("RUN_MEILISEARCH"):
+        external = host_of(str(config.get("MEILISEARCH_PUBLIC_URL") or ""))
+    hosts = [host_of(render(item)) for item in tutor_compat.public_host_templates()]
+    hosts = [host for host in hosts if host and host != external]
+    hosts.extend(extra_hosts(config.get("EKS_EXTRA_HOSTS"), source))
     unique: list[str] = []
     for host in hosts:
-        if host and host not in unique:
-            unique.append(str(host))
+        if host not in unique:
+            unique.append(host)
     return unique
+
+
+def host_of(text: str) -> str:
+    """The host name of a rendered public host: no scheme, path or port."""
+    host = text.strip().split("://", 1)[-1].split("/", 1)[0]
+    name, _, port = host.rpartition(":")
+    return name if name and port.isdigit() else host
+
+
+def extra_hosts(value: t.Any, source: str) -> list[str]:
+    """``EKS_EXTRA_HOSTS``: a list of host names (a string would be its letters)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        raise EksError(
+            f"{source}: EKS_EXTRA_HOSTS is a string; it must be a list of host names, "
+            'e.g. EKS_EXTRA_HOSTS: ["preview.example.com"].'
+        )
+    if not isinstance(value, list):
+        raise EksError(
+            f"{source}: EKS_EXTRA_HOSTS must be a list of host names, not a "
+            f"{type(value).__name__}."
+        )
+    for host in value:
+        if not isinstance(host, str) or not HOST_PATTERN.match(host):
+            raise EksError(
+                f"{source}: EKS_EXTRA_HOSTS has {host!r}, which is not a host name "
+                "(lower-case DNS labels, optionally starting with '*.')."
+            )
+    return list(value)
+
+
+def extra_hosts_source(resolution: Resolution) -> str:
+    """Where ``EKS_EXTRA_HOSTS`` comes from, for messages."""
+    if "EKS_EXTRA_HOSTS" in resolution.sources:
+        return resolution.sources["EKS_EXTRA_HOSTS"]
+    if "TUTOR_EKS_EXTRA_HOSTS" in os.environ:
+        return "TUTOR_EKS_EXTRA_HOSTS"
+    return "the tutor root's config.yml"
+
+
+def context_renderer(context: jinja2.runtime.Context) -> t.Callable[[str], str]:
+    """Render a template string with the configuration of ``context``, as Tutor
+    renders the items of ``APP_PUBLIC_HOSTS``."""
+    variables = context.get_all()
+
+    def render(text: str) -> str:
+        return str(context.environment.from_string(text).render(variables))
+
+    return render
 
 
 def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
     """Template global ``eks_manifests()``: every manifest of the environment, rendered."""
     variables = context.get_all()
     environment = resolution.environment
+    hosts = public_hosts(
+        variables, context_renderer(context), extra_hosts_source(resolution)
+    )
     rendered: list[tuple[str, str]] = []
+    defaults: dict[str, str] = {}
     for name in default_names(variables):
         if name in environment.manifests:
             continue
         template_name = DEFAULT_TEMPLATE.format(name=name)
         template = context.environment.get_template(template_name)
-        rendered.append(
-            (
-                f"tutoreks/templates/{template_name}",
-                render(template, variables, template_name),
-            )
-        )
+        display = f"tutoreks/templates/{template_name}"
+        defaults[name] = display
+        rendered.append((display, render(template, variables, template_name)))
+    added: list[tuple[str, list[dict[str, t.Any]]]] = []
     for manifest in environment.manifests.values():
         try:
             template = context.environment.from_string(manifest.source)
@@ -80,14 +153,100 @@ def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
             raise EksError(
                 f"{manifest.display}:{e.lineno}: Jinja syntax error: {e.message}"
             ) from e
-        rendered.append(
-            (manifest.display, render(template, variables, manifest.display))
-        )
+        text = render(template, variables, manifest.display)
+        rendered.append((manifest.display, text))
+        if manifest.name not in DEFAULT_NAMES:
+            added.append((manifest.display, check(text, manifest.display)))
     parts = []
     for display, text in rendered:
         check(text, display)
         parts.append(f"# Source: {display}\n{text.strip()}\n")
+    for display, documents in added:
+        for message in beside_defaults(display, documents, defaults, hosts, variables):
+            warn(message)
     return "---\n".join(parts)
+
+
+#: The names of the default manifests (``k8s/<name>.yml`` replaces one).
+DEFAULT_NAMES = ("ingress", "issuer", "certificate")
+
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """Print a warning once per process (Tutor renders several times per command)."""
+    if message in _warned:
+        return
+    _warned.add(message)
+    from tutor import fmt
+
+    fmt.echo_alert(message)
+
+
+def beside_defaults(
+    display: str,
+    documents: list[dict[str, t.Any]],
+    defaults: dict[str, str],
+    hosts: list[str],
+    config: t.Mapping[str, t.Any],
+) -> list[str]:
+    """Warnings for objects of an environment file added beside the defaults: a
+    second issuer, a Certificate or Ingress for hosts the defaults already cover,
+    and cluster-scoped objects (``tutor k8s delete`` deletes them by name)."""
+    messages = []
+    for document in documents:
+        kind = str(document["kind"])
+        name = str(document["metadata"]["name"])
+        what = f"{display}: {kind} {name!r}"
+        group = str(document["apiVersion"]).split("/")[0]
+        if kind in ISSUER_KINDS and group == "cert-manager.io" and "issuer" in defaults:
+            messages.append(
+                f"{what} is added beside the default issuer "
+                f"({defaults['issuer']}: {config.get('EKS_ISSUER_KIND')} "
+                f"{config.get('EKS_CLUSTER_ISSUER')!r}), which the Ingress and the "
+                "Certificate use. To use yours instead, name the file k8s/issuer.yml "
+                f"(it then replaces the default) and set EKS_CLUSTER_ISSUER: {name}; "
+                "otherwise remove it."
+            )
+        covered: list[str] = []
+        default = ""
+        if kind == "Certificate" and group == "cert-manager.io":
+            default = "certificate"
+            names = (document.get("spec") or {}).get("dnsNames") or []
+            covered = [h for h in hosts if any(matches(n, h) for n in names)]
+        elif kind == "Ingress":
+            default = "ingress"
+            rules = (document.get("spec") or {}).get("rules") or []
+            names = [r.get("host") for r in rules if isinstance(r, dict)]
+            covered = [h for h in hosts if any(matches(n, h) for n in names)]
+        if covered and default in defaults:
+            messages.append(
+                f"{what} covers {', '.join(covered)}, which the default {kind} "
+                f"({defaults[default]}) already covers: two of them for one host "
+                f"conflict. Name the file k8s/{default}.yml to replace the default, "
+                "or remove it."
+            )
+        if kind in CLUSTER_SCOPED_KINDS:
+            messages.append(
+                f"{what} is cluster-scoped: it carries no namespace and none of this "
+                "environment's instance labels, but `tutor k8s delete` of this "
+                "environment deletes it (kubectl delete -k deletes every object of "
+                "the kustomization by name). An object other environments use "
+                "belongs outside the environments (see the README: sharing one "
+                "issuer)."
+            )
+    return messages
+
+
+def matches(pattern: t.Any, host: str) -> bool:
+    """Whether a DNS name of a Certificate or Ingress (``*.`` wildcards cover one
+    label) covers ``host``."""
+    if not isinstance(pattern, str) or not pattern:
+        return False
+    if pattern.startswith("*."):
+        first, _, rest = host.partition(".")
+        return bool(first) and rest == pattern[2:]
+    return pattern == host
 
 
 def render(template: jinja2.Template, variables: dict[str, t.Any], display: str) -> str:
@@ -113,9 +272,10 @@ def template_line(error: BaseException) -> int | None:
     return line
 
 
-def check(text: str, display: str) -> None:
+def check(text: str, display: str) -> list[dict[str, t.Any]]:
     """Each rendered document is a Kubernetes object: apiVersion, kind, metadata.name.
     Messages quote nothing of the rendered text (it may hold Secret values)."""
+    documents = []
     for index, document in enumerate(
         parse_yaml_documents(text, f"{display} (rendered)", quote=False), start=1
     ):
@@ -132,3 +292,5 @@ def check(text: str, display: str) -> None:
         metadata = document.get("metadata")
         if not isinstance(metadata, dict) or not metadata.get("name"):
             raise EksError(f"{where}: {document['kind']} has no metadata.name.")
+        documents.append(document)
+    return documents
