@@ -157,6 +157,7 @@ def ingress_hosts(objects: list[dict[str, t.Any]]) -> list[str]:
     return [r["host"] for r in find(objects, "Ingress")["spec"]["rules"]]
 
 
+@pytest.mark.subprocess  # TUTOR_PLUGINS_ROOT is read once per process
 def test_every_enabled_plugins_public_host_reaches_ingress_and_certificate(
     project: Project,
 ) -> None:

@@ -143,12 +143,16 @@ def check_value(key: str, value: str, source: str) -> None:
 
 
 def check_pem(value: str, where: str) -> None:
-    lines = value.strip().splitlines()
+    if "\r" in value or not all(ch == "\n" or 0x20 <= ord(ch) <= 0x7E for ch in value):
+        raise EksError(
+            f"{where}: the value contains a newline, control or non-printable "
+            "character that a PEM block cannot hold (carriage returns included)."
+        )
+    lines = value.rstrip("\n").split("\n")
     if (
         len(lines) < 3
         or not re.match(r"^-----BEGIN [A-Z ]+-----$", lines[0])
         or not re.match(r"^-----END [A-Z ]+-----$", lines[-1])
-        or not all(0x20 <= ord(ch) <= 0x7E for line in lines for ch in line)
     ):
         raise EksError(f"{where}: the value is not a PEM block (-----BEGIN ...).")
 

@@ -174,10 +174,18 @@ _warned: set[str] = set()
 
 
 def warn(message: str) -> None:
-    """Print a warning once per process (Tutor renders several times per command)."""
-    if message in _warned:
+    """Print a warning once per command (Tutor renders several times per command)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    warned: set[str] = (
+        ctx.find_root().meta.setdefault("tutoreks.warned", set())
+        if ctx is not None
+        else _warned
+    )
+    if message in warned:
         return
-    _warned.add(message)
+    warned.add(message)
     from tutor import fmt
 
     fmt.echo_alert(message)
