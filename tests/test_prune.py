@@ -207,7 +207,7 @@ def test_removed_manifests_are_pruned_and_nothing_else(
             assert not exists(cluster, kind, name, ns_a), (
                 f"{kind} {name} was not pruned"
             )
-        for kind, name, namespace in (
+        kept: list[tuple[str, str, str | None]] = [
             ("persistentvolumeclaim", "extra-data", ns_a),
             ("configmap", "handed-over", ns_a),
             ("configmap", "neighbour", ns_a),
@@ -224,8 +224,9 @@ def test_removed_manifests_are_pruned_and_nothing_else(
             ("persistentvolumeclaim", "extra-data", ns_b),
             ("configmap", "handed-over", ns_b),
             ("certificates.cert-manager.io", "openedx-tls", ns_b),
-        ):
-            assert exists(cluster, kind, name, namespace), f"{kind} {name} is gone"
+        ]
+        for kind, name, where in kept:
+            assert exists(cluster, kind, name, where), f"{kind} {name} is gone"
         assert generations(cluster, ns_b) == before_b, "b was not touched"
 
         # The inventory is now what a applies, plus the volume it keeps.

@@ -281,6 +281,7 @@ def wrap_job_wait(check: JobCheck) -> None:
     def batch_api(self: t.Any) -> t.Any:
         return _PolledBatchApi(original_property.fget(self), check)
 
+    batch_api._tutoreks_original = original_property  # type: ignore[attr-defined]
     clients.batch_api = property(batch_api)
 
 
