@@ -243,6 +243,14 @@ def test_removed_manifests_are_pruned_and_nothing_else(
         assert clean.returncode == 0, clean.stdout[-3000:]
         assert "Would prune" not in clean.stdout
 
+        # The CI identity may read the status (HTTP only now: no Certificate).
+        status = run(a, "eks", "status", "--json")
+        report = json.loads(status.stdout)
+        kinds = {(item["kind"], item["name"]): item["ok"] for item in report["items"]}
+        assert kinds[("Deployment", "lms")] and kinds[("Deploy", "last")]
+        assert ("Certificate", "openedx-tls") not in kinds
+        assert kinds[("Ingress", "openedx")] is False, "no ingress controller here"
+
         for value in planted:
             for number, output in enumerate(outputs):
                 fail_if_secret_in(value, output, f"the output of command {number + 1}")

@@ -61,6 +61,19 @@ class Environment:
         use_cluster(project, cluster)
         self.outputs: list[str] = []
 
+    def as_ci_identity(self) -> None:
+        """Run the project's commands as a ServiceAccount holding only the RBAC of
+        `tutor eks rbac` (the rollout, Job and status diagnosis included)."""
+        rbac = self.project.tutor(
+            "eks", "rbac", "--service-account", f"{self.namespace}:deployer"
+        ).stdout
+        self.cluster.kubectl("apply", "-f", "-", input=rbac)
+        use_cluster(
+            self.project,
+            self.cluster,
+            self.cluster.service_account_kubeconfig(self.namespace, "deployer"),
+        )
+
     def run(self, *args: str, env: dict[str, str] | None = None) -> t.Any:
         result = self.project.tutor(*args, env=env, check=False)
         self.outputs.append(result.stdout + result.stderr)
@@ -229,6 +242,7 @@ def test_launch_with_a_broken_image_fails_naming_deployment_pod_and_reason(
         tag,
         f"DOCKER_IMAGE_OPENEDX: {IMAGE}-{tag}\nEKS_ROLLOUT_TIMEOUT: {timeout}\n",
     )
+    env.as_ci_identity()
     try:
         started = time.monotonic()
         launch = env.run("k8s", "launch", "--non-interactive")
@@ -339,6 +353,7 @@ def test_failing_init_job_is_named_with_its_pod_and_reason(
         f"job-{tag}",
         f"DOCKER_IMAGE_OPENEDX: {IMAGE}-{tag}\nEKS_ROLLOUT_TIMEOUT: 0\n",
     )
+    env.as_ci_identity()
     try:
         started = time.monotonic()
         launch = env.run("k8s", "launch", "--non-interactive")
