@@ -381,3 +381,31 @@ def test_failing_init_job_is_named_with_its_pod_and_reason(
         env.assert_no_secret_printed()
     finally:
         delete_deployment(cluster, env.namespace)
+
+
+def test_status_in_caddy_mode_shows_the_load_balancer_hostname(
+    project: Project, cluster: Cluster
+) -> None:
+    env = Environment(project, cluster, "caddy", "EKS_EDGE: caddy\n")
+    try:
+        assert env.run("config", "save").returncode == 0
+        start = env.run("k8s", "start")
+        assert start.returncode == 0, start.stdout[-3000:] + start.stderr[-3000:]
+        code, status = env.status()
+        assert code == 1
+        caddy = items(status, "Service")["caddy"]
+        assert not caddy["ok"] and caddy["status"] == "no address"
+        assert not items(status, "Ingress") and not items(status, "Certificate")
+        hostname = "a1b2c3-123456789.eu-west-1.elb.amazonaws.com"
+        cluster.kubectl(
+            "patch", "service", "caddy", "-n", env.namespace,
+            "--subresource=status", "--type=merge", "-p",
+            json.dumps({"status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}}}),
+        )  # fmt: skip
+        code, status = env.status()
+        assert code == 0, status
+        caddy = items(status, "Service")["caddy"]
+        assert caddy["ok"] and caddy["addresses"] == [hostname]
+        env.assert_no_secret_printed()
+    finally:
+        delete_deployment(cluster, env.namespace)

@@ -102,9 +102,6 @@ CRDS = Resource(
     False,
 )
 CERTIFICATES = Resource("cert-manager.io", "v1", "certificates", "Certificate")
-PERSISTENT_VOLUME_CLAIMS = Resource(
-    "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"
-)
 
 
 @dataclass(frozen=True)
