@@ -409,3 +409,50 @@ def test_status_in_caddy_mode_shows_the_load_balancer_hostname(
         env.assert_no_secret_printed()
     finally:
         delete_deployment(cluster, env.namespace)
+
+
+def test_a_role_applied_before_this_version_still_deploys(
+    project: Project, cluster: Cluster
+) -> None:
+    """An identity bound to the Role of the previous plugin version (no `delete`,
+    no `list` on ReplicaSets, Pods, Events, Ingresses, Certificates) deploys as
+    before; what it may not read is said, not fatal."""
+    import yaml
+
+    env = Environment(project, cluster, "old-role")
+    documents = list(
+        yaml.safe_load_all(
+            project.tutor(
+                "eks", "rbac", "--service-account", f"{env.namespace}:deployer"
+            ).stdout
+        )
+    )
+    new_lists = {"replicasets", "pods", "events", "ingresses", "certificates"}
+    for document in documents:
+        if document and document["kind"] == "Role":
+            rules = []
+            for rule in document["rules"]:
+                verbs = [v for v in rule["verbs"] if v != "delete"]
+                if new_lists & set(rule["resources"]):
+                    verbs = [v for v in verbs if v != "list"]
+                if verbs:
+                    rules.append({**rule, "verbs": verbs})
+            document["rules"] = rules
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+    use_cluster(
+        project, cluster, cluster.service_account_kubeconfig(env.namespace, "deployer")
+    )
+    try:
+        launch = env.run("k8s", "launch", "--non-interactive")
+        assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
+        assert "All services initialised." in launch.stdout
+        assert "Cannot look at the pods of Job" in launch.stdout + launch.stderr
+        code, status = env.status()
+        assert code == 1
+        ingress = items(status, "Ingress")["-"]
+        assert ingress["status"] == "cannot read"
+        assert "Not allowed to list" in ingress["detail"]
+        assert items(status, "Deployment")["lms"]["ok"]
+        env.assert_no_secret_printed()
+    finally:
+        delete_deployment(cluster, env.namespace)

@@ -39,6 +39,7 @@ MISSING_GRACE = 30.0
 
 #: When this process first polled each Job.
 _started: dict[str, float] = {}
+_warned: set[str] = set()
 
 
 def seconds(config: dict[str, t.Any], key: str) -> int:
@@ -56,7 +57,7 @@ def check(config: dict[str, t.Any], job_name: str) -> None:
     """One poll of Tutor's task runner on ``job_name``: raise when it failed, cannot
     start, or ran out of time."""
     from ..config import resolve
-    from ..kube import JOBS, PODS
+    from ..kube import JOBS, PODS, KubeError
 
     namespace = str(config["K8S_NAMESPACE"])
     timeout = seconds(config, "EKS_JOB_TIMEOUT")
@@ -74,7 +75,15 @@ def check(config: dict[str, t.Any], job_name: str) -> None:
     if pods.condition(job, "Complete") == "True":
         return
     scrub = _scrubber()
-    found = kube.list(PODS, namespace, f"job-name={job_name}")
+    try:
+        found = kube.list(PODS, namespace, f"job-name={job_name}")
+    except KubeError as e:
+        # No `list` on pods (a Role applied before this plugin version): the Job's
+        # own conditions still tell a failure, its pods cannot be named.
+        if job_name not in _warned:
+            _warned.add(job_name)
+            fmt.echo_alert(f"Cannot look at the pods of Job {job_name}: {e}")
+        found = []
     diagnoses: list[pods.Diagnosis] = []
     for pod in sorted(
         found, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp"))

@@ -110,13 +110,16 @@ def condition_of(obj: dict[str, t.Any], kind: str) -> dict[str, t.Any]:
 
 def unready_events(kube: Kube, namespace: str, pod: str) -> list[dict[str, t.Any]]:
     """The pod's ``Unhealthy`` events (failing probes), newest last."""
-    from ..kube import EVENTS
+    from ..kube import EVENTS, KubeError
 
-    events = kube.list(
-        EVENTS,
-        namespace,
-        fields=f"involvedObject.kind=Pod,involvedObject.name={pod},reason=Unhealthy",
-    )
+    try:
+        events = kube.list(
+            EVENTS,
+            namespace,
+            fields=f"involvedObject.kind=Pod,involvedObject.name={pod},reason=Unhealthy",
+        )
+    except KubeError:
+        return []  # no `list` on events: the probe's words are missing, not more
     return sorted(
         events,
         key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),

@@ -160,11 +160,9 @@ def explain(
     kube: Kube, deployment: dict[str, t.Any], scrub: pods.Scrubber
 ) -> Explanation:
     """Look at the newest ReplicaSet of ``deployment`` and its pods."""
-    from ..kube import PODS, REPLICASETS
+    from ..kube import KubeError
 
     state = progress(deployment)
-    metadata = deployment.get("metadata") or {}
-    namespace = str(metadata.get("namespace") or "")
     spec = deployment.get("spec") or {}
     reasons: list[str] = []
     if state.deadline_exceeded:
@@ -172,6 +170,33 @@ def explain(
         reasons.append(f"ProgressDeadlineExceeded (no progress for {seconds} s)")
     if not state.observed:
         reasons.append("the Deployment controller has not seen the change yet")
+    diagnoses: list[pods.Diagnosis] = []
+    new_ready = 0
+    try:
+        new_ready = _inspect_pods(kube, deployment, state, scrub, reasons, diagnoses)
+    except KubeError as e:
+        # An identity without `list` on ReplicaSets or Pods (a Role applied before
+        # this plugin version): the reason is unknown, not the rollout's outcome.
+        reasons.append(f"its pods could not be read ({e})")
+    return Explanation(
+        state, reasons, diagnoses[0] if diagnoses else None, len(diagnoses), new_ready
+    )
+
+
+def _inspect_pods(
+    kube: Kube,
+    deployment: dict[str, t.Any],
+    state: Progress,
+    scrub: pods.Scrubber,
+    reasons: list[str],
+    diagnoses: list[pods.Diagnosis],
+) -> int:
+    """Add why the newest ReplicaSet's pods are not right; its ready pods."""
+    from ..kube import PODS, REPLICASETS
+
+    metadata = deployment.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "")
+    spec = deployment.get("spec") or {}
     labels = (spec.get("selector") or {}).get("matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     owned = [
@@ -185,43 +210,36 @@ def explain(
         for rs in owned
         if (rs.get("metadata", {}).get("annotations") or {}).get(REVISION) == revision
     ] or sorted(owned, key=lambda rs: str(rs["metadata"].get("creationTimestamp")))[-1:]
-    diagnoses: list[pods.Diagnosis] = []
-    new_ready = 0
-    if newest:
-        replica_set = newest[0]
-        new_ready = int((replica_set.get("status") or {}).get("readyReplicas") or 0)
-        failure = pods.condition_of(replica_set, "ReplicaFailure")
-        if failure.get("status") == "True":
-            reasons.append(
-                f"{failure.get('reason') or 'ReplicaFailure'}: "
-                f"{scrub(str(failure.get('message') or ''))}"
-            )
-        hash_label = (replica_set["metadata"].get("labels") or {}).get(
-            "pod-template-hash"
+    if not newest:
+        if not reasons:
+            reasons.append("no ReplicaSet yet")
+        return 0
+    replica_set = newest[0]
+    new_ready = int((replica_set.get("status") or {}).get("readyReplicas") or 0)
+    failure = pods.condition_of(replica_set, "ReplicaFailure")
+    if failure.get("status") == "True":
+        reasons.append(
+            f"{failure.get('reason') or 'ReplicaFailure'}: "
+            f"{scrub(str(failure.get('message') or ''))}"
         )
-        pod_selector = selector + (
-            f",pod-template-hash={hash_label}" if hash_label else ""
-        )
-        for pod in sorted(
-            kube.list(PODS, namespace, pod_selector),
-            key=lambda p: str(p["metadata"].get("name")),
-        ):
-            if not _owned_by(pod, str(replica_set["metadata"].get("uid") or "")):
-                continue
-            if (pod.get("metadata") or {}).get("deletionTimestamp"):
-                continue
-            found = pods.diagnose(pod, scrub, kube if not diagnoses else None)
-            if found is not None:
-                diagnoses.append(found)
-        if not diagnoses and state.replicas > state.updated:
-            reasons.append(f"{state.replicas - state.updated} old pods still running")
-        elif not diagnoses and state.updated < state.desired:
-            reasons.append(f"{state.updated} of {state.desired} new pods created")
-    elif not reasons:
-        reasons.append("no ReplicaSet yet")
-    return Explanation(
-        state, reasons, diagnoses[0] if diagnoses else None, len(diagnoses), new_ready
-    )
+    hash_label = (replica_set["metadata"].get("labels") or {}).get("pod-template-hash")
+    pod_selector = selector + (f",pod-template-hash={hash_label}" if hash_label else "")
+    for pod in sorted(
+        kube.list(PODS, namespace, pod_selector),
+        key=lambda p: str(p["metadata"].get("name")),
+    ):
+        if not _owned_by(pod, str(replica_set["metadata"].get("uid") or "")):
+            continue
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        found = pods.diagnose(pod, scrub, kube if not diagnoses else None)
+        if found is not None:
+            diagnoses.append(found)
+    if not diagnoses and state.replicas > state.updated:
+        reasons.append(f"{state.replicas - state.updated} old pods still running")
+    elif not diagnoses and state.updated < state.desired:
+        reasons.append(f"{state.updated} of {state.desired} new pods created")
+    return new_ready
 
 
 def _owned_by(obj: dict[str, t.Any], uid: str) -> bool:

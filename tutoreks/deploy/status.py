@@ -78,6 +78,7 @@ class Report:
 
 def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Report:
     from ..config import state as state_module
+    from ..kube import KubeError
 
     namespace = resolution.namespace or str(config["K8S_NAMESPACE"])
     scrub = pods.Scrubber(resolution.sensitive_values())
@@ -121,14 +122,29 @@ def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Rep
                 )
             )
     instance_id = str(config["ID"])
-    items += deployment_items(kube, namespace, instance_id, scrub)
-    items += job_items(kube, namespace, instance_id, scrub)
+    sections: list[tuple[str, t.Callable[[], list[Item]]]] = [
+        ("Deployment", lambda: deployment_items(kube, namespace, instance_id, scrub)),
+        ("Job", lambda: job_items(kube, namespace, instance_id, scrub)),
+    ]
     if config.get("EKS_EDGE") == "ingress":
-        items += ingress_items(kube, namespace, instance_id)
+        sections.append(
+            ("Ingress", lambda: ingress_items(kube, namespace, instance_id))
+        )
         if config.get("ENABLE_HTTPS"):
-            items += certificate_items(kube, namespace, instance_id, scrub)
+            sections.append(
+                (
+                    "Certificate",
+                    lambda: certificate_items(kube, namespace, instance_id, scrub),
+                )
+            )
     else:
-        items.append(caddy_item(kube, namespace, instance_id))
+        sections.append(("Service", lambda: [caddy_item(kube, namespace, instance_id)]))
+    for kind, section in sections:
+        try:
+            items += section()
+        except KubeError as e:
+            # e.g. no `list` on Ingresses: a Role applied before this plugin version.
+            items.append(Item(kind, "-", False, "cannot read", str(e)))
     return Report(resolution.environment.name, namespace, last, items)
 
 
