@@ -119,7 +119,39 @@ def test_rbac_is_least_privilege(project: Project) -> None:
     ], "get, patch and update by name only; never list or watch"
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-        assert "delete" not in rule["verbs"], "start, init and launch delete nothing"
+    deletable = {
+        (group, resource)
+        for rule in role["rules"]
+        if "delete" in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    # Pruning deletes the kinds Tutor and the plugin render (never Secrets, volumes
+    # only when asked); a Job that cannot start is deleted.
+    assert deletable == {
+        ("", "configmaps"),
+        ("", "services"),
+        ("apps", "deployments"),
+        ("batch", "jobs"),
+        ("networking.k8s.io", "ingresses"),
+        ("cert-manager.io", "certificates"),
+    }
+    listable = {
+        resource
+        for rule in role["rules"]
+        if "list" in rule["verbs"]
+        for resource in rule["resources"]
+    }
+    # The rollout wait, the Job wait and `tutor eks status` (never Secrets).
+    assert listable == {
+        "deployments",
+        "replicasets",
+        "pods",
+        "events",
+        "jobs",
+        "ingresses",
+        "certificates",
+    }
     cluster_rules = docs[3]["rules"]
     cluster_resources = {res for rule in cluster_rules for res in rule["resources"]}
     assert cluster_resources == {
@@ -136,6 +168,20 @@ def test_rbac_is_least_privilege(project: Project) -> None:
     assert docs[2]["subjects"] == [
         {"kind": "ServiceAccount", "name": "tutor-deployer", "namespace": "openedx-dev"}
     ]
+
+
+def test_rbac_prune_settings_change_the_delete_verbs(project: Project) -> None:
+    def deletable(env: dict[str, str]) -> set[str]:
+        role = rbac(project, env=env)[1]
+        return {
+            resource
+            for rule in role["rules"]
+            if "delete" in rule["verbs"]
+            for resource in rule["resources"]
+        }
+
+    assert "persistentvolumeclaims" in deletable({"TUTOR_EKS_PRUNE_VOLUMES": "true"})
+    assert deletable({"TUTOR_EKS_PRUNE": "false"}) == {"jobs"}
 
 
 def test_rbac_with_namespaced_issuer_needs_no_issuer_rights_on_the_cluster(
@@ -159,6 +205,8 @@ def test_rbac_with_namespaced_issuer_needs_no_issuer_rights_on_the_cluster(
     cluster_resources = {res for rule in docs[2]["rules"] for res in rule["resources"]}
     assert "clusterissuers" not in cluster_resources
     assert any("issuers" in rule["resources"] for rule in docs[0]["rules"])
+    issuers = next(r for r in docs[0]["rules"] if r["resources"] == ["issuers"])
+    assert issuers["verbs"] == ["get", "create", "patch", "delete"]
     assert docs[1]["subjects"] == [
         {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -192,6 +240,7 @@ def test_commands_explain_when_no_environment(project: Project) -> None:
         ("eks", "check"),
         ("eks", "rbac"),
         ("eks", "diff"),
+        ("eks", "status"),
     ):
         result = project.tutor(*command, check=False)
         assert result.returncode == 1

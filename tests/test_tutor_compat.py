@@ -213,3 +213,91 @@ def test_loaded_plugins_are_tutors() -> None:
     from tutor import plugins
 
     assert tutor_compat.loaded_plugins() == tuple(plugins.iter_loaded())
+
+
+def test_excluded_components_are_those_of_the_apply_selector() -> None:
+    components = ",".join(tutor_compat.APPLY_EXCLUDED_COMPONENTS)
+    assert (
+        f"app.kubernetes.io/component notin ({components})"
+    ) == tutor_compat.APPLY_SELECTOR
+
+
+def test_k8s_start_names_are_the_arguments_of_start() -> None:
+    start = tutor_compat.k8s_command("start")
+    assert "names" in {p.name for p in start.params}
+    for given, expected in (((), ()), (("lms", "cms"), ("lms", "cms"))):
+        ctx = click.Context(start, info_name="start")
+        ctx.params = {"names": given, "prune_configmaps": False}
+        with ctx:
+            assert tutor_compat.k8s_start_names() == expected
+    assert tutor_compat.k8s_start_names() == ()
+
+
+def test_tutor_polls_the_job_it_started_by_name() -> None:
+    source = inspect.getsource(unwrapped(tutor_k8s.K8sTaskRunner.run_task))
+    assert 'field_selector = f"metadata.name={job_name}"' in source
+    assert tutor_compat.JOB_POLL_SELECTOR == "metadata.name="
+    poll = source[source.index("# Wait for completion") :]
+    assert "K8sClients.instance().batch_api.list_namespaced_job(" in poll
+    assert "field_selector=field_selector" in poll
+    assert "sleep(5)" in poll
+    assert isinstance(tutor_k8s.K8sClients.__dict__["batch_api"], property)
+
+
+def test_wrap_job_wait_checks_each_poll_of_the_started_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    polls: list[tuple[str, dict[str, t.Any]]] = []
+
+    class BatchApi:
+        def list_namespaced_job(self, namespace: str, **kwargs: t.Any) -> str:
+            polls.append((namespace, kwargs))
+            return "answer"
+
+    def run_task(self: t.Any, service: str, command: str) -> int:
+        # What Tutor's run_task does while it waits, and before (other Jobs).
+        api = tutor_k8s.K8sClients.instance().batch_api
+        api.list_namespaced_job(
+            "ns", label_selector="app.kubernetes.io/managed-by=tutor"
+        )
+        assert (
+            api.list_namespaced_job("ns", field_selector="metadata.name=lms-job-1")
+            == "answer"
+        )
+        return 0
+
+    clients = object.__new__(tutor_k8s.K8sClients)
+    clients._batch_api = BatchApi()  # type: ignore[assignment]
+    original_property = tutor_k8s.K8sClients.__dict__["batch_api"]
+    monkeypatch.setattr(
+        tutor_k8s.K8sClients,
+        "batch_api",
+        getattr(original_property.fget, "_tutoreks_original", original_property),
+    )
+    monkeypatch.setattr(tutor_k8s.K8sClients, "_instance", clients)
+    monkeypatch.setattr(tutor_k8s.K8sTaskRunner, "run_task", run_task)
+    checked: list[tuple[dict[str, t.Any], str]] = []
+    tutor_compat.wrap_job_wait(lambda config, name: checked.append((config, name)))
+    runner = tutor_k8s.K8sTaskRunner("/nonexistent", {"K8S_NAMESPACE": "ns"})
+    assert runner.run_task("lms", "echo") == 0
+    assert checked == [({"K8S_NAMESPACE": "ns"}, "lms-job-1")]
+    assert len(polls) == 2, "Tutor's own requests still reach the API"
+
+    # Outside a task run, polling is not checked.
+    tutor_k8s.K8sClients.instance().batch_api.list_namespaced_job(
+        "ns", field_selector="metadata.name=x"
+    )
+    assert len(checked) == 1
+
+    def failing(config: dict[str, t.Any], name: str) -> None:
+        raise RuntimeError(f"{name} failed")
+
+    monkeypatch.setattr(tutor_k8s.K8sTaskRunner, "run_task", run_task)
+    monkeypatch.setattr(
+        tutor_k8s.K8sClients,
+        "batch_api",
+        getattr(original_property.fget, "_tutoreks_original", original_property),
+    )
+    tutor_compat.wrap_job_wait(failing)
+    with pytest.raises(RuntimeError, match="lms-job-1 failed"):
+        runner.run_task("lms", "echo")

@@ -54,13 +54,72 @@ def test_actionlint(actionlint: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_environment_choices_are_the_environment_folders() -> None:
-    # PyYAML reads the `on:` key as True.
-    inputs = load()[True]["workflow_dispatch"]["inputs"]
-    assert inputs["environment"]["type"] == "choice"
-    assert inputs["environment"]["options"] == environments.list_names(
-        REPO / "environments"
+def check_environment(
+    requested: str, root: Path, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """The workflow's first job, checking ``requested`` in a copy of ``root``."""
+    step = next(
+        step
+        for step in load()["jobs"]["environment"]["steps"]
+        if step.get("id") == "check"
     )
+    assert step["env"] == {"REQUESTED": "${{ inputs.environment }}"}
+    output = tmp_path / "github-output"
+    output.write_text("", encoding="utf-8")
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=root,
+        env={**os.environ, "REQUESTED": requested, "GITHUB_OUTPUT": str(output)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def test_environment_input_is_checked_against_the_folders(tmp_path: Path) -> None:
+    # A typed name, checked against the folders: a new folder needs no edit here
+    # (GitHub's `choice` options are a static list).
+    inputs = load()[True]["workflow_dispatch"]["inputs"]
+    assert inputs["environment"]["type"] == "string"
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "environments", root / "environments")
+    (root / "environments" / "qa").mkdir()
+    (root / "environments" / "qa" / "config.yml").write_text("LMS_HOST: qa\n")
+    (root / "environments" / "notes").mkdir()  # no config.yml: not an environment
+    known = environments.list_names(root / "environments")
+    assert "qa" in known and "notes" not in known
+    for name in known:
+        result = check_environment(name, root, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        output = (tmp_path / "github-output").read_text(encoding="utf-8")
+        assert output == f"name={name}\n"
+    for wrong in ("notes", "staging", "", "../dev", "dev\n::add-mask::x", "dev "):
+        result = check_environment(wrong, root, tmp_path)
+        assert result.returncode == 1, wrong
+        assert (tmp_path / "github-output").read_text(encoding="utf-8") == ""
+        assert result.stdout == (
+            "::error title=Unknown environment::The environment must be one of the "
+            f"folders of environments/ that hold a config.yml: {' '.join(known)}\n"
+        ), "the error lists the folders, never repeats the input"
+    deploy = load()["jobs"]["deploy"]
+    assert deploy["needs"] == "environment"
+    assert deploy["environment"] == "${{ needs.environment.outputs.name }}"
+    assert (
+        deploy["env"]["TUTOR_EKS_ENVIRONMENT"]
+        == "${{ needs.environment.outputs.name }}"
+    )
+
+
+def test_a_failed_rollout_fails_the_job_and_the_status_goes_to_the_summary() -> None:
+    steps = {step.get("name"): step for step in load()["jobs"]["deploy"]["steps"]}
+    deploy = steps["Deploy"]
+    assert "continue-on-error" not in deploy and "if" not in deploy
+    assert "|| true" not in deploy["run"]
+    status = steps["Status"]
+    assert status["if"] == "${{ always() && steps.install.outcome == 'success' }}"
+    assert 'tutor eks status --markdown "$GITHUB_STEP_SUMMARY"' in status["run"]
+    assert steps["Install Tutor and the plugin"]["id"] == "install"
 
 
 def test_oidc_one_run_per_environment_and_no_static_keys() -> None:
@@ -149,6 +208,8 @@ def test_the_workflow_deploys_twice_from_empty_roots(
             }
             environ.pop("TUTOR_EKS_SECRETS")
             environ.pop("TUTOR_EKS_STATE_SECRET")
+            summary = tmp_path / f"runner-{run}" / "summary.md"
+            environ["GITHUB_STEP_SUMMARY"] = str(summary)
             for name, script in deploy_steps():
                 script = script.replace("${{ inputs.init }}", "true")
                 result = subprocess.run(
@@ -164,6 +225,12 @@ def test_the_workflow_deploys_twice_from_empty_roots(
                     f"run {run}, step {name!r}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
                 )
                 assert mariadb.password not in result.stdout + result.stderr
+            # The summary: every Deployment ready (no ingress controller or
+            # cert-manager runs here, so the Ingress and Certificate are not).
+            table = summary.read_text(encoding="utf-8")
+            assert "| ✅ | Deployment | lms | 1/1 ready |" in table
+            assert "| ❌ | Ingress | openedx | no address |" in table
+            assert mariadb.password not in table
             generations.append(
                 {
                     d["metadata"]["name"]: d["metadata"]["generation"]

@@ -56,6 +56,17 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "TLS_SECRET": "openedx-tls",
     # Host names served by the Ingress beside those Tutor and its plugins define.
     "EXTRA_HOSTS": [],
+    # Seconds `tutor k8s start` (and launch) waits for every Deployment of the
+    # instance to roll out (deploy/rollout.py); 0: do not wait.
+    "ROLLOUT_TIMEOUT": 600,
+    # Seconds an init Job may run before the deploy fails (deploy/jobs.py);
+    # 0: wait as long as Tutor does (no limit).
+    "JOB_TIMEOUT": 1800,
+    # Delete what an earlier deploy of the environment applied and the current
+    # render no longer holds (deploy/prune.py).
+    "PRUNE": True,
+    # Also PersistentVolumeClaims (their volumes' data goes with them).
+    "PRUNE_VOLUMES": False,
 }
 
 

@@ -106,6 +106,19 @@ CRDS = Resource(
 CERTIFICATES = Resource("cert-manager.io", "v1", "certificates", "Certificate")
 
 
+@dataclass(frozen=True)
+class _GroupVersion(Resource):
+    """The discovery document of one API group version (``/apis/GROUP/VERSION``)."""
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        if not self.group:
+            return f"/api/{self.version}"
+        return f"/apis/{self.group}/{self.version}"
+
+    def display(self) -> str:
+        return f"API {self.group + '/' if self.group else ''}{self.version}"
+
+
 class Kube:
     """Requests to one API server with the credentials kubectl would use."""
 
@@ -132,10 +145,16 @@ class Kube:
             raise
 
     def list(
-        self, resource: Resource, namespace: str | None, selector: str = ""
+        self,
+        resource: Resource,
+        namespace: str | None,
+        selector: str = "",
+        fields: str = "",
     ) -> list[dict[str, t.Any]]:
-        query = {"labelSelector": selector} if selector else None
-        answer = self.request("LIST", resource, namespace, None, query=query)
+        query = {"labelSelector": selector} if selector else {}
+        if fields:
+            query["fieldSelector"] = fields
+        answer = self.request("LIST", resource, namespace, None, query=query or None)
         items = answer.get("items") or []
         return [item for item in items if isinstance(item, dict)]
 
@@ -154,12 +173,46 @@ class Kube:
         """PUT: with ``metadata.resourceVersion`` set, a concurrent change is a 409."""
         return self.request("PUT", resource, namespace, name, body=body)
 
-    def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
+    def delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        uid: str | None = None,
+    ) -> None:
+        """Delete, with its dependents in the background (a Job's pods too); with
+        ``uid``, only that very object (a 409 if the name now holds another one)."""
+        body: dict[str, t.Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", resource, namespace, name)
+            self.request("DELETE", resource, namespace, name, body=body)
         except KubeError as e:
             if e.status != 404:
                 raise
+
+    def api_resources(self, api_version: str) -> tuple[Resource, ...]:
+        """The kinds an API group version serves (discovery; no subresources)."""
+        group, _, version = api_version.rpartition("/")
+        answer = self.request(
+            "GET", _GroupVersion(group, version, "", "APIResourceList"), None, None
+        )
+        return tuple(
+            Resource(
+                group,
+                version,
+                str(item["name"]),
+                str(item["kind"]),
+                bool(item.get("namespaced")),
+            )
+            for item in answer.get("resources") or []
+            if isinstance(item, dict) and "/" not in str(item.get("name", "/"))
+        )
 
     # --- one request ----------------------------------------------------------
 

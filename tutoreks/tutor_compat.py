@@ -3,9 +3,11 @@
 Tutor's documented plugin API is its hooks (``tutor.hooks``) and templates. The
 plugin also needs a few things Tutor does not offer as API: the write of
 ``config.yml``, the running command's root and options, the label selector of
-``tutor k8s start``, the names of the ConfigMaps Tutor generates, its unique
-(generated) settings, the loaded plugins, the context of the public hosts, the
-task runner of ``tutor k8s do`` and the ``k8s`` command group. Each is reached through a function here, and each has a test in
+``tutor k8s start`` and the names it was given, the names of the ConfigMaps Tutor
+generates, its unique (generated) settings, the loaded plugins, the context of
+the public hosts, the task runner of ``tutor k8s do`` (its scripts and its wait
+for a Job) and the ``k8s`` command group. Each is reached through a function
+here, and each has a test in
 ``tests/test_tutor_compat.py`` that fails when a Tutor release changes it.
 """
 
@@ -18,6 +20,8 @@ import click
 
 #: The selector ``tutor k8s start`` applies the rendered kustomization with.
 APPLY_SELECTOR = "app.kubernetes.io/component notin (job,namespace)"
+#: The components that selector leaves out.
+APPLY_EXCLUDED_COMPONENTS = ("job", "namespace")
 #: The label Tutor's kustomization puts on every object and selector, from ``ID``.
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 #: Tutor's configMapGenerator entries that hold credentials -> their template folder.
@@ -300,6 +304,73 @@ def wrap_task_scripts(rewrite: t.Callable[[str, str], str]) -> None:
     run_task_from_str._tutoreks_wrapped = True  # type: ignore[attr-defined]
     run_task_from_str._tutoreks_original = original  # type: ignore[attr-defined]
     runner.run_task_from_str = run_task_from_str
+
+
+def k8s_start_names() -> tuple[str, ...]:
+    """The names the running ``tutor k8s start`` applies (``tutor k8s start lms``
+    applies only ``app.kubernetes.io/name=lms``); empty when it applies everything
+    (``start`` with no name, or ``launch``, which invokes it without one)."""
+    ctx = click.get_current_context(silent=True)
+    names = ctx.params.get("names") if ctx is not None else None
+    return tuple(name for name in names or () if name != "all")
+
+
+#: The field selector Tutor's task runner polls the Job it started with.
+JOB_POLL_SELECTOR = "metadata.name="
+
+JobCheck = t.Callable[[dict[str, t.Any], str], None]
+_polling: dict[str, t.Any] = {"config": None}
+
+
+def wrap_job_wait(check: JobCheck) -> None:
+    """Call ``check(config, job_name)`` each time Tutor's task runner polls the Job
+    it started (``K8sTaskRunner.run_task`` lists it by name every 5 s until it
+    succeeded, or failed with no pod active), before Tutor looks at the answer: an
+    exception raised by ``check`` ends the wait and the command."""
+    module = _k8s_module()
+    runner = module.K8sTaskRunner
+    original_run = runner.run_task
+    if getattr(original_run, "_tutoreks_wrapped", False):
+        return
+
+    def run_task(self: t.Any, service: str, command: str) -> int:
+        previous = _polling["config"]
+        _polling["config"] = self.config
+        try:
+            return int(original_run(self, service, command))
+        finally:
+            _polling["config"] = previous
+
+    run_task._tutoreks_wrapped = True  # type: ignore[attr-defined]
+    run_task._tutoreks_original = original_run  # type: ignore[attr-defined]
+    runner.run_task = run_task
+
+    clients = module.K8sClients
+    original_property = clients.__dict__["batch_api"]
+
+    def batch_api(self: t.Any) -> t.Any:
+        return _PolledBatchApi(original_property.fget(self), check)
+
+    batch_api._tutoreks_original = original_property  # type: ignore[attr-defined]
+    clients.batch_api = property(batch_api)
+
+
+class _PolledBatchApi:
+    """Tutor's ``BatchV1Api``, with :func:`wrap_job_wait`'s check on each poll."""
+
+    def __init__(self, api: t.Any, check: JobCheck) -> None:
+        self._api = api
+        self._check = check
+
+    def list_namespaced_job(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        selector = str(kwargs.get("field_selector") or "")
+        config = _polling["config"]
+        if config is not None and selector.startswith(JOB_POLL_SELECTOR):
+            self._check(config, selector[len(JOB_POLL_SELECTOR) :])
+        return self._api.list_namespaced_job(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._api, name)
 
 
 def wrap_k8s_command(

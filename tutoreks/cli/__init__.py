@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from . import adopt, check, diff, envs, rbac, secrets
+from . import adopt, check, diff, envs, rbac, secrets, status
 
 
 @click.group(
@@ -19,5 +19,5 @@ def eks() -> None:
     pass
 
 
-for _module in (envs, secrets, check, diff, rbac, adopt):
+for _module in (envs, secrets, check, diff, rbac, adopt, status):
     eks.add_command(_module.command)

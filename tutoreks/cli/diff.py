@@ -1,5 +1,6 @@
 """``tutor eks diff``: what ``tutor k8s start`` would change, computed by the API
-server (``kubectl diff``, with the selector ``tutor k8s start`` applies with)."""
+server (``kubectl diff``, with the selector ``tutor k8s start`` applies with), and
+what the deploy would prune (``deploy/prune.py``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from tutor import fmt
 
 from .. import tutor_compat
 from ..exceptions import EksError
-from .common import selected_name
+from .common import load, selected_name
 
 
 @click.command(
     name="diff",
-    help="Show what `tutor k8s start` would change on the cluster (server-side)",
+    help="Show what `tutor k8s start` would change on the cluster (server-side), and what it would prune",
 )
 @click.pass_context
 def command(ctx: click.Context) -> None:
@@ -41,10 +42,27 @@ def command(ctx: click.Context) -> None:
             tutor_compat.APPLY_SELECTOR,
         ]
     )
+    if code not in (0, 1):
+        raise EksError(f"`kubectl diff` failed (exit {code}); see its message above.")
+    if prune_candidates(root):
+        code = 1
     if code == 0:
         fmt.echo_info("No change: `tutor k8s start` would leave the cluster as it is.")
-    elif code == 1:
-        fmt.echo_info("`tutor k8s start` would make the changes above.")
     else:
-        raise EksError(f"`kubectl diff` failed (exit {code}); see its message above.")
+        fmt.echo_info("`tutor k8s start` would make the changes above.")
     ctx.exit(code)
+
+
+def prune_candidates(root: str) -> bool:
+    """Print what the next deploy would prune; True when it would delete something."""
+    from ..config import resolve
+    from ..deploy import prune
+
+    config, resolution = load(root)
+    if resolution.state is None or not config.get("EKS_PRUNE"):
+        return False
+    kube = resolve.client()
+    plan = prune.plan(kube, root, config, resolution.state)
+    outcome = prune.prune(kube, plan, dry_run=True)
+    prune.report(outcome, plan.namespace, dry_run=True)
+    return bool(outcome.pruned)

@@ -258,30 +258,47 @@ def manifest(
     }
 
 
-def record_deploy(kube: Kube, state: State) -> State:
-    """After a successful deploy: the Tutor release and plugin version it used."""
+def record_deploy(
+    kube: Kube, state: State, annotations: dict[str, str] | None = None
+) -> State:
+    """After a successful deploy: the Tutor release and plugin version it used (and
+    ``annotations``, e.g. the inventory of what it applied)."""
     from .. import tutor_compat
     from ..__about__ import __version__
-    from ..kube import SECRETS, KubeError
 
     stamp = {
         TUTOR_VERSION_ANNOTATION: tutor_compat.tutor_version(),
         PLUGIN_VERSION_ANNOTATION: __version__,
         DEPLOYED_AT_ANNOTATION: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(annotations or {}),
     }
+    return annotate(
+        kube, state, stamp, "The deploy succeeded, but recording it in the state"
+    )
+
+
+def annotate(
+    kube: Kube,
+    state: State,
+    annotations: dict[str, str],
+    what: str = "Writing the state",
+) -> State:
+    """Set ``annotations`` on the state Secret (re-read, then a PUT with its
+    ``resourceVersion``, retried on conflict); its values are left as they are."""
+    from ..kube import SECRETS, KubeError
+
     current = fetch(kube, state.namespace, state.name, state.environment)
     for _attempt in range(ATTEMPTS):
         if not current.exists:
             return current
-        body = manifest(current, current.values, stamp)
+        if all(current.annotations.get(k) == v for k, v in annotations.items()):
+            return current
+        body = manifest(current, current.values, annotations)
         try:
             answer = kube.replace(SECRETS, current.namespace, current.name, body)
         except KubeError as e:
             if e.status != 409:
-                raise EksError(
-                    f"The deploy succeeded, but recording it in the state "
-                    f"{current.display} failed: {e}"
-                ) from e
+                raise EksError(f"{what} {current.display} failed: {e}") from e
             current = fetch(kube, current.namespace, current.name, current.environment)
             continue
         recorded = parse(answer, current.namespace, current.name, current.environment)

@@ -6,15 +6,27 @@ environment is selected:
   ``env/version``, so that Tutor runs its release-upgrade steps when the release
   changed, as it would from a persistent root;
 - before ``start`` applies anything: the namespace must not run another Tutor
-  instance (``deploy/adopt.py``);
-- after ``start`` succeeded: the state records the Tutor release and the plugin
-  version of this deploy.
+  instance (``deploy/adopt.py``), and the deploy settings (``EKS_ROLLOUT_TIMEOUT``,
+  ``EKS_JOB_TIMEOUT``) must be valid;
+- after ``start`` applied the objects: the inventory of what it applied grows
+  (``deploy/prune.py``); then the wait for every Deployment of the instance to roll
+  out (``deploy/rollout.py``); then, only after a successful rollout, the objects
+  earlier deploys applied and this one no longer renders are pruned, and the state
+  records the Tutor release, the plugin version and the inventory of this deploy.
+  ``launch`` invokes ``start`` before ``init``: the rollout is waited for before
+  the migrations, as Tutor's own order has it (its ``init`` waits for caddy and the
+  databases it runs);
+- every init Job Tutor's task runner waits for is watched (``deploy/jobs.py``).
 """
 
 from __future__ import annotations
 
+import typing as t
+
 from .. import tutor_compat
 from ..config import resolve
+
+_configs: dict[str, dict[str, t.Any]] = {}
 
 
 def before_launch(root: str) -> None:
@@ -27,10 +39,16 @@ def before_launch(root: str) -> None:
 
 
 def before_start(root: str) -> None:
-    from . import adopt
+    from . import adopt, jobs
 
     resolution = resolve.for_root(root)
-    if resolution is None or resolution.state is None:
+    if resolution is None:
+        return
+    config = tutor_compat.load_full(root)
+    jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")
+    jobs.seconds(config, "EKS_JOB_TIMEOUT")
+    _configs[root] = config
+    if resolution.state is None:
         return
     instance = resolution.state.values.get("ID")
     if instance is not None and "ID" in resolution.state.provided(resolution.sources):
@@ -38,15 +56,50 @@ def before_start(root: str) -> None:
 
 
 def after_start(root: str) -> None:
+    from tutor import fmt
+
     from ..config import state
+    from . import jobs, pods, prune, rollout
 
     resolution = resolve.for_root(root)
-    if resolution is None or resolution.state is None:
+    if resolution is None:
         return
-    state.record_deploy(resolve.client(), resolution.state)
+    config = _configs.pop(root, None) or tutor_compat.load_full(root)
+    kube = resolve.client()
+    namespace = str(config["K8S_NAMESPACE"])
+    plan = None
+    if resolution.state is not None and config.get("EKS_PRUNE"):
+        if tutor_compat.k8s_start_names():
+            fmt.echo_info("`tutor k8s start NAME` applied a part only: nothing pruned.")
+        else:
+            plan = prune.plan(kube, root, config, resolution.state)
+            prune.remember(kube, resolution.state, plan)
+    timeout = jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")
+    if timeout:
+        scrub = pods.Scrubber(resolution.sensitive_values())
+        rollout.wait(kube, namespace, str(config["ID"]), timeout, scrub)
+    else:
+        fmt.echo_info("EKS_ROLLOUT_TIMEOUT is 0: not waiting for the rollout.")
+    annotations: dict[str, str] = {}
+    if plan is not None:
+        outcome = prune.prune(kube, plan)
+        prune.report(outcome, namespace)
+        annotations[prune.INVENTORY_ANNOTATION] = prune.encode(outcome.inventory(plan))
+    if resolution.state is not None:
+        state.record_deploy(kube, resolution.state, annotations)
     resolve.forget()
+
+
+def job_polled(config: dict[str, t.Any], job_name: str) -> None:
+    """Tutor's task runner polls ``job_name``: report it when it failed."""
+    if not config.get("EKS_ENVIRONMENT"):
+        return
+    from . import jobs
+
+    jobs.check(config, job_name)
 
 
 def install() -> None:
     tutor_compat.wrap_k8s_command("launch", before=before_launch)
     tutor_compat.wrap_k8s_command("start", before=before_start, after=after_start)
+    tutor_compat.wrap_job_wait(job_polled)

@@ -9,8 +9,14 @@ apply) and ``tutor eks check`` (CRDs, IngressClass, namespace) need:
 - Secrets: ``get`` on the listed names and on the three Secrets the plugin renders
   (``openedx-config``, ``openedx-settings-lms``/``-cms``), ``patch`` on those three,
   ``create`` (Kubernetes cannot limit it by name); never ``list`` or ``watch``;
-- the objects Tutor and the plugin apply: ``get``, ``create``, ``patch``;
-- Deployments: also ``list`` and ``watch`` (``kubectl wait``); Jobs: also ``list``;
+- the objects Tutor and the plugin apply: ``get``, ``create``, ``patch``, and
+  ``delete`` for pruning (``deploy/prune.py``; PersistentVolumeClaims only with
+  ``EKS_PRUNE_VOLUMES``, nothing with ``EKS_PRUNE: false``); never on Secrets;
+- Deployments: also ``list`` and ``watch`` (``kubectl wait``, the rollout wait);
+  Jobs: also ``list`` (Tutor polls them) and ``delete`` (an init Job that cannot
+  start is deleted); Ingresses and Certificates: also ``list`` (``tutor eks
+  status``); ``list`` on ReplicaSets, Pods and Events (why a rollout or a Job
+  failed);
 - cluster scope, only where needed: ``get`` on its own namespace, on cert-manager's
   CRDs and on the IngressClass; with a ClusterIssuer, ``get``/``patch`` on that
   issuer and ``create`` on clusterissuers (Kubernetes cannot limit ``create`` by
@@ -77,18 +83,37 @@ def rules(
     namespaced.append(
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
     )
+    # Pruning (deploy/prune.py) deletes what an earlier deploy applied and this one
+    # no longer renders: the kinds Tutor and the plugin render, PVCs only when asked.
+    prune = ["delete"] if config.get("EKS_PRUNE", True) else []
+    prune_volumes = prune if config.get("EKS_PRUNE_VOLUMES") else []
     namespaced += [
         {
             "apiGroups": [""],
-            "resources": ["configmaps", "services", "persistentvolumeclaims"],
-            "verbs": list(apply),
+            "resources": ["configmaps", "services"],
+            "verbs": [*apply, *prune],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims"],
+            "verbs": [*apply, *prune_volumes],
         },
         {
             "apiGroups": ["apps"],
             "resources": ["deployments"],
-            "verbs": [*apply, "list", "watch"],
+            "verbs": [*apply, "list", "watch", *prune],
         },
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*apply, "list"]},
+        # `delete`: an init Job whose pod cannot start (an image that cannot be
+        # pulled) is deleted, or Tutor's next run would wait for it for ever.
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": [*apply, "list", "delete"],
+        },
+        # Why a rollout or a Job failed: the newest ReplicaSet, its pods, their
+        # probe events (deploy/rollout.py, deploy/jobs.py, `tutor eks status`).
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
     ]
     ingress_mode = config["EKS_EDGE"] == "ingress"
     https = bool(config["ENABLE_HTTPS"])
@@ -97,19 +122,26 @@ def rules(
             {
                 "apiGroups": ["networking.k8s.io"],
                 "resources": ["ingresses"],
-                "verbs": list(apply),
+                "verbs": [*apply, "list", *prune],
             }
         )
     issuer_kind = config["EKS_ISSUER_KIND"]
     if ingress_mode and https:
-        resources = ["certificates"] + (["issuers"] if issuer_kind == "Issuer" else [])
         namespaced.append(
             {
                 "apiGroups": ["cert-manager.io"],
-                "resources": resources,
-                "verbs": list(apply),
+                "resources": ["certificates"],
+                "verbs": [*apply, "list", *prune],
             }
         )
+        if issuer_kind == "Issuer":
+            namespaced.append(
+                {
+                    "apiGroups": ["cert-manager.io"],
+                    "resources": ["issuers"],
+                    "verbs": [*apply, *prune],
+                }
+            )
 
     cluster: list[dict[str, t.Any]] = [
         {

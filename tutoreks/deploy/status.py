@@ -1,0 +1,437 @@
+"""``tutor eks status``: what is deployed for the selected environment, and whether it
+works. Read from the cluster with the adapter only, never a value from a Secret:
+
+- the last successful deploy (state Secret annotations): Tutor release, plugin
+  version, when;
+- each Deployment of the instance: ready/desired, and why when it has not rolled
+  out (the same explanation as a failed rollout);
+- the last Job of each init task Tutor ran (``<service>-job-<timestamp>``; Tutor
+  deletes them an hour after they finish);
+- in ``ingress`` edge mode, each Ingress of the instance: its hosts and load
+  balancer address; with HTTPS, each Certificate: Ready, and its expiry;
+- in ``caddy`` edge mode, caddy's LoadBalancer Service and its hostname.
+
+Something is *not ready* (exit 1) when: no deploy is recorded, a Deployment has not
+rolled out, an init Job failed or still runs, an Ingress or caddy's Service has no
+load balancer address, a Certificate is not Ready or has expired.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+from .. import tutor_compat
+from . import pods, rollout
+
+if t.TYPE_CHECKING:
+    from ..config.resolve import Resolution
+    from ..kube import Kube
+
+JOB_NAME = re.compile(r"^(?P<task>.+-job)-(?P<stamp>\d{14})$")
+
+
+@dataclass
+class Item:
+    """One row: a Deployment, a Job, an Ingress, a Certificate, a Service."""
+
+    kind: str
+    name: str
+    ok: bool
+    status: str
+    detail: str = ""
+    data: dict[str, t.Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "ok": self.ok,
+            "status": self.status,
+            "detail": self.detail,
+            **self.data,
+        }
+
+
+@dataclass
+class Report:
+    environment: str
+    namespace: str
+    last_deploy: dict[str, str] | None
+    items: list[Item]
+
+    @property
+    def ok(self) -> bool:
+        return all(item.ok for item in self.items)
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {
+            "environment": self.environment,
+            "namespace": self.namespace,
+            "ok": self.ok,
+            "last_deploy": self.last_deploy,
+            "items": [item.as_dict() for item in self.items],
+        }
+
+
+def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Report:
+    from ..config import state as state_module
+    from ..kube import KubeError
+
+    namespace = resolution.namespace or str(config["K8S_NAMESPACE"])
+    scrub = pods.Scrubber(resolution.sensitive_values())
+    items: list[Item] = []
+    last: dict[str, str] | None = None
+    state = resolution.state
+    if state is not None:
+        current = state_module.fetch(
+            kube, state.namespace, state.name, state.environment
+        )
+        annotations = current.annotations
+        if annotations.get(state_module.DEPLOYED_AT_ANNOTATION):
+            last = {
+                "tutor_version": annotations.get(
+                    state_module.TUTOR_VERSION_ANNOTATION, ""
+                ),
+                "plugin_version": annotations.get(
+                    state_module.PLUGIN_VERSION_ANNOTATION, ""
+                ),
+                "deployed_at": annotations[state_module.DEPLOYED_AT_ANNOTATION],
+            }
+            items.append(
+                Item(
+                    "Deploy",
+                    "last",
+                    True,
+                    last["deployed_at"],
+                    f"Tutor {last['tutor_version']}, tutor-contrib-eks "
+                    f"{last['plugin_version']}",
+                    dict(last),
+                )
+            )
+        else:
+            items.append(
+                Item(
+                    "Deploy",
+                    "last",
+                    False,
+                    "none",
+                    f"no successful deploy recorded in {current.display}",
+                )
+            )
+    instance_id = str(config["ID"])
+    sections: list[tuple[str, t.Callable[[], list[Item]]]] = [
+        ("Deployment", lambda: deployment_items(kube, namespace, instance_id, scrub)),
+        ("Job", lambda: job_items(kube, namespace, instance_id, scrub)),
+    ]
+    if config.get("EKS_EDGE") == "ingress":
+        sections.append(
+            ("Ingress", lambda: ingress_items(kube, namespace, instance_id))
+        )
+        if config.get("ENABLE_HTTPS"):
+            sections.append(
+                (
+                    "Certificate",
+                    lambda: certificate_items(kube, namespace, instance_id, scrub),
+                )
+            )
+    else:
+        sections.append(("Service", lambda: [caddy_item(kube, namespace, instance_id)]))
+    for kind, section in sections:
+        try:
+            items += section()
+        except KubeError as e:
+            # e.g. no `list` on Ingresses: a Role applied before this plugin version.
+            items.append(Item(kind, "-", False, "cannot read", str(e)))
+    return Report(resolution.environment.name, namespace, last, items)
+
+
+def deployment_items(
+    kube: Kube, namespace: str, instance_id: str, scrub: pods.Scrubber
+) -> list[Item]:
+    found = rollout.deployments(kube, namespace, instance_id)
+    if not found:
+        return [
+            Item(
+                "Deployment",
+                "-",
+                False,
+                "none",
+                f"no Deployment of this instance in namespace {namespace}",
+            )
+        ]
+    items = []
+    for deployment in found:
+        state = rollout.progress(deployment)
+        data: dict[str, t.Any] = {
+            "ready": state.ready,
+            "desired": state.desired,
+            "rolled_out": state.done,
+        }
+        if state.done:
+            items.append(Item("Deployment", state.name, True, state.ratio, "", data))
+            continue
+        explanation = rollout.explain(kube, deployment, scrub)
+        data.update(explanation.as_dict())
+        items.append(
+            Item(
+                "Deployment",
+                state.name,
+                False,
+                explanation.status,
+                explanation.detail,
+                data,
+            )
+        )
+    return items
+
+
+def job_items(
+    kube: Kube, namespace: str, instance_id: str, scrub: pods.Scrubber
+) -> list[Item]:
+    from ..kube import JOBS, PODS
+
+    selector = (
+        rollout.instance_selector(instance_id) + ",app.kubernetes.io/component=job"
+    )
+    latest: dict[str, dict[str, t.Any]] = {}
+    for job in kube.list(JOBS, namespace, selector):
+        name = str((job.get("metadata") or {}).get("name") or "")
+        match = JOB_NAME.match(name)
+        if match is None:
+            continue
+        task = match.group("task")
+        if task not in latest or name > latest[task]["metadata"]["name"]:
+            latest[task] = job
+    items = []
+    for task in sorted(latest):
+        job = latest[task]
+        name = job["metadata"]["name"]
+        status = job.get("status") or {}
+        data = {"task": task}
+        if pods.condition(job, "Complete") == "True":
+            items.append(
+                Item(
+                    "Job",
+                    name,
+                    True,
+                    "Complete",
+                    f"finished {status.get('completionTime', '?')}",
+                    data,
+                )
+            )
+            continue
+        failed = pods.condition_of(job, "Failed")
+        diagnoses = [
+            d
+            for d in (
+                pods.diagnose(p, scrub)
+                for p in kube.list(PODS, namespace, f"job-name={name}")
+            )
+            if d is not None
+        ]
+        detail = "; ".join(d.line() for d in diagnoses[:1])
+        if failed.get("status") == "True":
+            reason = str(failed.get("reason") or "Failed")
+            items.append(
+                Item(
+                    "Job",
+                    name,
+                    False,
+                    "Failed",
+                    f"{reason}" + (f"; {detail}" if detail else ""),
+                    {**data, "reason": reason},
+                )
+            )
+        else:
+            items.append(
+                Item("Job", name, False, "Running", detail or "still running", data)
+            )
+    return items
+
+
+def _addresses(obj: dict[str, t.Any]) -> list[str]:
+    found = []
+    for entry in ((obj.get("status") or {}).get("loadBalancer") or {}).get(
+        "ingress"
+    ) or []:
+        if isinstance(entry, dict):
+            address = entry.get("hostname") or entry.get("ip")
+            if address:
+                found.append(str(address))
+    return found
+
+
+def ingress_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
+    from ..kube import INGRESSES
+
+    found = kube.list(INGRESSES, namespace, rollout.instance_selector(instance_id))
+    if not found:
+        return [Item("Ingress", "-", False, "none", "no Ingress of this instance")]
+    items = []
+    for ingress in sorted(found, key=lambda i: str(i["metadata"].get("name"))):
+        hosts = [
+            str(rule.get("host"))
+            for rule in (ingress.get("spec") or {}).get("rules") or []
+            if isinstance(rule, dict) and rule.get("host")
+        ]
+        addresses = _addresses(ingress)
+        klass = (ingress.get("spec") or {}).get("ingressClassName") or "?"
+        items.append(
+            Item(
+                "Ingress",
+                str(ingress["metadata"]["name"]),
+                bool(addresses),
+                ", ".join(addresses) or "no address",
+                ("hosts: " + ", ".join(hosts))
+                + (
+                    ""
+                    if addresses
+                    else f"; no load balancer address yet: is the {klass} ingress "
+                    "controller running?"
+                ),
+                {"hosts": hosts, "addresses": addresses},
+            )
+        )
+    return items
+
+
+def certificate_items(
+    kube: Kube, namespace: str, instance_id: str, scrub: pods.Scrubber
+) -> list[Item]:
+    from ..kube import CERTIFICATES, KubeError
+
+    try:
+        found = kube.list(
+            CERTIFICATES, namespace, rollout.instance_selector(instance_id)
+        )
+    except KubeError as e:
+        if e.status != 404:
+            raise
+        return [
+            Item(
+                "Certificate",
+                "-",
+                False,
+                "no API",
+                "cert-manager's Certificate API is not installed on the cluster",
+            )
+        ]
+    if not found:
+        return [
+            Item("Certificate", "-", False, "none", "no Certificate of this instance")
+        ]
+    items = []
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for certificate in sorted(found, key=lambda c: str(c["metadata"].get("name"))):
+        ready = pods.condition_of(certificate, "Ready")
+        expiry = str((certificate.get("status") or {}).get("notAfter") or "")
+        expires = _parse_time(expiry)
+        ok = ready.get("status") == "True" and (expires is None or expires > now)
+        if expires is not None:
+            days = (expires - now).days
+            when = (
+                f"expires {expiry} (in {days} days)"
+                if expires > now
+                else f"EXPIRED {expiry}"
+            )
+        else:
+            when = "no expiry yet"
+        message = scrub(str(ready.get("message") or ""))
+        detail = (
+            when if ok else f"{ready.get('reason') or 'not issued'}: {message}; {when}"
+        )
+        items.append(
+            Item(
+                "Certificate",
+                str(certificate["metadata"]["name"]),
+                ok,
+                "Ready" if ready.get("status") == "True" else "not ready",
+                detail,
+                {"expires": expiry or None},
+            )
+        )
+    return items
+
+
+def caddy_item(kube: Kube, namespace: str, instance_id: str) -> Item:
+    from ..kube import SERVICES
+
+    service = kube.get(SERVICES, "caddy", namespace)
+    label = tutor_compat.instance_label_value(instance_id)
+    if (
+        service is None
+        or (service["metadata"].get("labels") or {}).get(tutor_compat.INSTANCE_LABEL)
+        != label
+    ):
+        return Item(
+            "Service", "caddy", False, "none", "no caddy Service of this instance"
+        )
+    kind = (service.get("spec") or {}).get("type")
+    addresses = _addresses(service)
+    if kind != "LoadBalancer":
+        return Item(
+            "Service",
+            "caddy",
+            False,
+            str(kind),
+            "EKS_EDGE caddy expects a LoadBalancer",
+        )
+    return Item(
+        "Service",
+        "caddy",
+        bool(addresses),
+        ", ".join(addresses) or "no address",
+        "" if addresses else "the load balancer has no hostname yet",
+        {"addresses": addresses},
+    )
+
+
+def _parse_time(text: str) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+def table_rows(report: Report) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("", "KIND", "NAME", "STATUS", "DETAIL")]
+    for item in report.items:
+        rows.append(
+            (
+                "ok" if item.ok else "FAIL",
+                item.kind,
+                item.name,
+                item.status,
+                item.detail,
+            )
+        )
+    return rows
+
+
+def markdown(report: Report) -> str:
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    verdict = "all ready" if report.ok else "**not ready**"
+    lines = [
+        f"### tutor eks status: {cell(report.environment)} "
+        f"(namespace `{cell(report.namespace)}`): {verdict}",
+        "",
+        "| | kind | name | status | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for item in report.items:
+        mark = "✅" if item.ok else "❌"
+        lines.append(
+            f"| {mark} | {cell(item.kind)} | {cell(item.name)} | {cell(item.status)} "
+            f"| {cell(item.detail)} |"
+        )
+    return "\n".join(lines) + "\n"
