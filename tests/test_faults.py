@@ -18,7 +18,7 @@ from .conftest import (
     use_cluster,
 )
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
 
 
 def test_api_server_restarted_during_start_then_rerun_converges(

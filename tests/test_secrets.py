@@ -311,6 +311,7 @@ def test_least_privilege_service_account(
     assert deployed.fingerprint() == before
 
 
+@pytest.mark.disruptive
 def test_api_server_down_gives_a_bounded_error(
     deployed: Project, cluster: Cluster
 ) -> None:

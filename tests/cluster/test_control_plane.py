@@ -271,6 +271,7 @@ VALID_ACME: dict[str, object] = {
 }
 
 
+@pytest.mark.disruptive
 def test_apiserver_stop_and_start(cluster: Cluster, tmp_path: Path) -> None:
     cluster.stop_apiserver()
     try:
