@@ -42,7 +42,8 @@ test-services: install system-packages ## Service tier: MariaDB, Redis and an S3
 	$(PY) -m pytest -m "services and not cluster and not kubectl" $(PYTEST_ARGS)
 
 test-cluster: install system-packages cluster-up ## Cluster tier: kubectl builds and the local control plane
-	$(PY) -m pytest -m "cluster or kubectl" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "(cluster or kubectl) and not disruptive" -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -m "disruptive" $(PYTEST_ARGS)
 
 test-lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

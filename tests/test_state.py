@@ -330,7 +330,7 @@ def state_secret(namespace: str, data: dict[str, str], environment: str = "dev")
         "other-environment",
         "get-forbidden",
         "create-forbidden",
-        "api-down",
+        pytest.param("api-down", marks=pytest.mark.disruptive),
     ],
 )
 def test_bad_state_is_a_clear_error_and_changes_nothing(
