@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
@@ -363,6 +364,49 @@ def put_secret(
             "delete", "secret", name, "-n", namespace, "--ignore-not-found"
         )
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def mysql_secrets(
+    host: str = "mysql.example.internal", **root: str
+) -> dict[str, dict[str, str]]:
+    """The operator's MySQL Secrets: `mysql-root` (``root`` adds keys such as
+    MYSQL_PORT) and `mysql-openedx`, with random passwords."""
+    return {
+        "mysql-root": {
+            "MYSQL_HOST": host,
+            "MYSQL_ROOT_PASSWORD": uuid.uuid4().hex,
+            **root,
+        },
+        "mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
+    }
+
+
+def deploy_environment(
+    project: Project,
+    control_plane: Cluster,
+    label: str,
+    secrets: dict[str, dict[str, str]] | None = None,
+    *,
+    state: bool = True,
+    config: str = "",
+) -> str:
+    """A new namespace holding the operator's Secrets (MySQL ones by default), and
+    the project's `dev` environment deploying to it as in production: Secrets
+    (and, with ``state``, the state) read from the cluster. The namespace."""
+    namespace = f"eks-{label}-{uuid.uuid4().hex[:6]}"
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: lms.{label}.example.com\nK8S_NAMESPACE: {namespace}\n{config}",
+    )
+    control_plane.kubectl("create", "namespace", namespace)
+    for name, data in (secrets or mysql_secrets()).items():
+        put_secret(control_plane, namespace, name, data)
+    project.environ.pop("TUTOR_EKS_SECRETS", None)
+    if state:
+        project.environ.pop("TUTOR_EKS_STATE_SECRET", None)
+    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
+    use_cluster(project, control_plane)
+    return namespace
 
 
 def assert_start_changes_nothing(project: Project, control_plane: Cluster) -> None:

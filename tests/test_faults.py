@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -14,8 +13,7 @@ from .conftest import (
     Project,
     assert_start_changes_nothing,
     delete_deployment,
-    put_secret,
-    use_cluster,
+    deploy_environment,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
@@ -24,23 +22,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.disruptive]
 def test_api_server_restarted_during_start_then_rerun_converges(
     project: Project, cluster: Cluster
 ) -> None:
-    namespace = f"eks-fault-{uuid.uuid4().hex[:6]}"
-    project.write(
-        "environments/dev/config.yml",
-        f"LMS_HOST: lms.fault.example.com\nK8S_NAMESPACE: {namespace}\n",
-    )
-    cluster.kubectl("create", "namespace", namespace)
-    for name, data in {
-        "mysql-root": {
-            "MYSQL_HOST": "mysql.example.internal",
-            "MYSQL_ROOT_PASSWORD": uuid.uuid4().hex,
-        },
-        "mysql-openedx": {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
-    }.items():
-        put_secret(cluster, namespace, name, data)
-    project.environ.pop("TUTOR_EKS_SECRETS")
-    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
-    use_cluster(project, cluster)
+    namespace = deploy_environment(project, cluster, "fault", state=False)
     project.tutor("config", "save")
     try:
         # `tutor k8s start` while the API server goes away under it.

@@ -13,9 +13,8 @@ from .cluster.conftest import Cluster
 from .conftest import (
     Project,
     delete_deployment,
+    deploy_environment,
     fail_if_secret_in,
-    put_secret,
-    use_cluster,
 )
 
 pytestmark = pytest.mark.cluster
@@ -45,27 +44,19 @@ def test_no_value_reaches_a_spec_whatever_runs(
     comes from a Secret; Meilisearch's master key too. `tutor k8s do init --limit
     mysql` (the plugin's own init callback does not run then) and the MySQL
     maintenance tasks render credentials into Jobs in plain Tutor."""
-    namespace = f"eks-leak-{uuid.uuid4().hex[:6]}"
-    project.write(
-        "environments/dev/config.yml",
-        f"LMS_HOST: lms.leak.example.com\nK8S_NAMESPACE: {namespace}\n"
-        "EKS_SECRETS: [db-credentials]\n",
-    )
-    cluster.kubectl("create", "namespace", namespace)
-    put_secret(
+    namespace = deploy_environment(
+        project,
         cluster,
-        namespace,
-        "db-credentials",
+        "leak",
         {
-            "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD,
-            "OPENEDX_MYSQL_PASSWORD": OPENEDX_PASSWORD,
-            "MEILISEARCH_MASTER_KEY": MEILI_KEY,
+            "db-credentials": {
+                "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD,
+                "OPENEDX_MYSQL_PASSWORD": OPENEDX_PASSWORD,
+                "MEILISEARCH_MASTER_KEY": MEILI_KEY,
+            }
         },
+        config="EKS_SECRETS: [db-credentials]\n",
     )
-    project.environ.pop("TUTOR_EKS_SECRETS")
-    project.environ.pop("TUTOR_EKS_STATE_SECRET")
-    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
-    use_cluster(project, cluster)
     outputs = []
     try:
         outputs.append(project.tutor("k8s", "launch", "--non-interactive"))
@@ -129,26 +120,19 @@ def test_masks_come_first_and_cover_every_line(
         .decode()
     )
     tricky = "pa%0Ass%25word-" + uuid.uuid4().hex[:6]
-    namespace = f"eks-mask-{uuid.uuid4().hex[:6]}"
-    project.write(
-        "environments/dev/config.yml",
-        f"LMS_HOST: lms.mask.example.com\nK8S_NAMESPACE: {namespace}\n"
-        "EKS_SECRETS: [creds]\n",
-    )
-    cluster.kubectl("create", "namespace", namespace)
-    put_secret(
+    namespace = deploy_environment(
+        project,
         cluster,
-        namespace,
-        "creds",
+        "mask",
         {
-            "JWT_RSA_PRIVATE_KEY": pem,
-            "SMTP_HOST": "smtp.example.com",
-            "SMTP_PASSWORD": tricky,
+            "creds": {
+                "JWT_RSA_PRIVATE_KEY": pem,
+                "SMTP_HOST": "smtp.example.com",
+                "SMTP_PASSWORD": tricky,
+            }
         },
+        config="EKS_SECRETS: [creds]\n",
     )
-    project.environ.pop("TUTOR_EKS_SECRETS")
-    project.environ.pop("TUTOR_EKS_STATE_SECRET")
-    use_cluster(project, cluster)
     try:
         result = project.tutor(
             "config",
@@ -185,27 +169,20 @@ def test_templates_of_secret_values_stay_templates(
     """A root setting or a `--set` whose template renders a Secret value is kept
     as its template in config.yml; an error about a rendered manifest quotes
     nothing of it."""
-    namespace = f"eks-tmpl-{uuid.uuid4().hex[:6]}"
     planted = "*PLANT" + uuid.uuid4().hex
-    project.write(
-        "environments/dev/config.yml",
-        f"LMS_HOST: lms.tmpl.example.com\nK8S_NAMESPACE: {namespace}\n"
-        "EKS_SECRETS: [creds]\n",
-    )
-    cluster.kubectl("create", "namespace", namespace)
-    put_secret(
+    namespace = deploy_environment(
+        project,
         cluster,
-        namespace,
-        "creds",
+        "tmpl",
         {
-            "MYSQL_HOST": "mysql.example.com",
-            "MYSQL_ROOT_PASSWORD": planted,
-            "OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex,
+            "creds": {
+                "MYSQL_HOST": "mysql.example.com",
+                "MYSQL_ROOT_PASSWORD": planted,
+                "OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex,
+            }
         },
+        config="EKS_SECRETS: [creds]\n",
     )
-    project.environ.pop("TUTOR_EKS_SECRETS")
-    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
-    use_cluster(project, cluster)
     root_config = project.root / "config.yml"
     root_config.write_text(
         root_config.read_text()

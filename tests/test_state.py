@@ -7,7 +7,6 @@ import base64
 import subprocess
 import time
 import typing as t
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,8 @@ from .conftest import (
     TUTOR,
     Project,
     delete_deployment,
+    deploy_environment,
     fail_if_secret_in,
-    put_secret,
     use_cluster,
 )
 
@@ -28,37 +27,6 @@ pytestmark = pytest.mark.cluster
 
 STATE = "tutor-eks-state"
 KEPT = ("ID", "OPENEDX_SECRET_KEY", "JWT_RSA_PRIVATE_KEY", "CMS_OAUTH2_SECRET")
-
-
-def environment(project: Project, cluster: Cluster, label: str) -> str:
-    """A namespace with the operator's MySQL Secrets and the project pointed at it,
-    Secrets and state read as in production."""
-    namespace = f"eks-{label}-{uuid.uuid4().hex[:6]}"
-    project.write(
-        "environments/dev/config.yml",
-        f"LMS_HOST: lms.{label}.example.com\nK8S_NAMESPACE: {namespace}\n",
-    )
-    cluster.kubectl("create", "namespace", namespace)
-    put_secret(
-        cluster,
-        namespace,
-        "mysql-root",
-        {
-            "MYSQL_HOST": "mysql.example.internal",
-            "MYSQL_ROOT_PASSWORD": uuid.uuid4().hex,
-        },
-    )
-    put_secret(
-        cluster,
-        namespace,
-        "mysql-openedx",
-        {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
-    )
-    project.environ.pop("TUTOR_EKS_SECRETS")
-    project.environ.pop("TUTOR_EKS_STATE_SECRET")
-    project.environ["TUTOR_EKS_ENVIRONMENT"] = "dev"
-    use_cluster(project, cluster)
-    return namespace
 
 
 def state_values(cluster: Cluster, namespace: str) -> dict[str, str]:
@@ -99,7 +67,7 @@ def assert_nowhere_but_secrets(
 def test_three_ci_jobs_from_empty_roots_deploy_one_instance(
     project: Project, cluster: Cluster
 ) -> None:
-    namespace = environment(project, cluster, "again")
+    namespace = deploy_environment(project, cluster, "again")
     try:
         first = project.ci_job("run-1")
         started = time.monotonic()
@@ -151,7 +119,7 @@ def test_three_ci_jobs_from_empty_roots_deploy_one_instance(
 def test_two_first_saves_racing_end_with_one_set_of_values(
     project: Project, cluster: Cluster
 ) -> None:
-    namespace = environment(project, cluster, "race")
+    namespace = deploy_environment(project, cluster, "race")
     try:
         jobs = [project.ci_job(f"racer-{n}") for n in range(2)]
         for job in jobs:
@@ -182,7 +150,7 @@ def test_two_first_saves_racing_end_with_one_set_of_values(
 def test_plain_tutor_namespace_is_refused_then_adopted(
     project: Project, cluster: Cluster
 ) -> None:
-    namespace = environment(project, cluster, "adopt")
+    namespace = deploy_environment(project, cluster, "adopt")
     plain = project.ci_job("plain-tutor")
     (plain.root / "config.yml").write_text(
         f"K8S_NAMESPACE: {namespace}\nLMS_HOST: lms.adopt.example.com\nPLUGINS: []\n",
@@ -242,7 +210,7 @@ def test_plain_tutor_namespace_is_refused_then_adopted(
 def test_launch_from_an_empty_root_runs_the_release_upgrade(
     project: Project, cluster: Cluster
 ) -> None:
-    namespace = environment(project, cluster, "upgrade")
+    namespace = deploy_environment(project, cluster, "upgrade")
     try:
         project.ci_job("run-1").tutor("config", "save")
         cluster.kubectl(
@@ -336,7 +304,7 @@ def state_secret(namespace: str, data: dict[str, str], environment: str = "dev")
 def test_bad_state_is_a_clear_error_and_changes_nothing(
     project: Project, cluster: Cluster, case: str
 ) -> None:
-    namespace = environment(project, cluster, "badstate")
+    namespace = deploy_environment(project, cluster, "badstate")
     job = project.ci_job("run")
     (job.root / "env").mkdir()
     (job.root / "env" / "marker").write_text("before\n", encoding="utf-8")

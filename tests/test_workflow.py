@@ -166,34 +166,20 @@ def deploy_steps() -> list[tuple[str, str]]:
 def test_the_workflow_deploys_twice_from_empty_roots(
     project: t.Any, cluster: t.Any, mariadb: t.Any, tmp_path: Path
 ) -> None:
-    import uuid
 
-    from .conftest import delete_deployment, put_secret, use_cluster
+    from .conftest import delete_deployment, deploy_environment, mysql_secrets
 
-    namespace = f"eks-workflow-{uuid.uuid4().hex[:6]}"
-    project.write(
-        "environments/dev/config.yml",
-        f"LMS_HOST: lms.workflow.example.com\nK8S_NAMESPACE: {namespace}\n",
-    )
-    cluster.kubectl("create", "namespace", namespace)
-    put_secret(
+    namespace = deploy_environment(
+        project,
         cluster,
-        namespace,
-        "mysql-root",
-        {
-            "MYSQL_HOST": mariadb.host,
-            "MYSQL_PORT": str(mariadb.port),
-            "MYSQL_ROOT_USERNAME": mariadb.username,
-            "MYSQL_ROOT_PASSWORD": mariadb.password,
-        },
+        "workflow",
+        mysql_secrets(
+            mariadb.host,
+            MYSQL_PORT=str(mariadb.port),
+            MYSQL_ROOT_USERNAME=mariadb.username,
+            MYSQL_ROOT_PASSWORD=mariadb.password,
+        ),
     )
-    put_secret(
-        cluster,
-        namespace,
-        "mysql-openedx",
-        {"OPENEDX_MYSQL_PASSWORD": uuid.uuid4().hex},
-    )
-    use_cluster(project, cluster)
     try:
         generations = []
         for run in (1, 2):
@@ -206,8 +192,6 @@ def test_the_workflow_deploys_twice_from_empty_roots(
                     [str(Path(TUTOR_BIN).parent), project.environ["PATH"]]
                 ),
             }
-            environ.pop("TUTOR_EKS_SECRETS")
-            environ.pop("TUTOR_EKS_STATE_SECRET")
             summary = tmp_path / f"runner-{run}" / "summary.md"
             environ["GITHUB_STEP_SUMMARY"] = str(summary)
             for name, script in deploy_steps():
