@@ -429,3 +429,24 @@ def test_stack_fixture_manifest_is_yaml() -> None:
         "ClusterIssuer",
         "Certificate",
     ]
+
+
+def test_delete_leaves_out_cluster_scoped_objects_of_k8s_files() -> None:
+    """What `tutor k8s delete` sees: the environment's own cluster-scoped objects
+    (an issuer other environments may share) are left out; the plugin's issuer,
+    unique to the environment, and every namespaced object stay."""
+    from tutoreks.render import manifests
+
+    text = (
+        "# Source: tutoreks/templates/eks/k8s/defaults/issuer.yml\n"
+        "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata:\n  name: ns-acme\n"
+        "---\n# Source: environments/dev/k8s/cluster-issuer.yml\n"
+        "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata:\n  name: letsencrypt\n"
+        "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: wildcard\n"
+    )
+    kept, shared = manifests.without_shared_cluster_objects(text)
+    names = [(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(kept) if d]
+    assert names == [("ClusterIssuer", "ns-acme"), ("Certificate", "wildcard")]
+    assert shared == [
+        "ClusterIssuer letsencrypt (environments/dev/k8s/cluster-issuer.yml)"
+    ]

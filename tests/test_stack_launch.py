@@ -379,3 +379,48 @@ def test_delete_of_one_environment_keeps_the_issuer_another_uses(
         )
         for namespace in namespaces.values():
             delete_deployment(cluster, namespace)
+
+
+def test_delete_keeps_a_cluster_issuer_every_environment_declares(
+    project: Project, cluster: Cluster
+) -> None:
+    """The stack's way: every environment's k8s/cluster-issuer.yml holds the same
+    ClusterIssuer `letsencrypt`. `tutor k8s delete` of one leaves it for the others,
+    and env/ is as it was afterwards."""
+    suffix = uuid.uuid4().hex[:6]
+    issuer = f"letsencrypt-{suffix}"
+    namespaces = {"qa": f"eks-qa-{suffix}", "prod": f"eks-prod-{suffix}"}
+    for name, namespace in namespaces.items():
+        project.write(
+            f"environments/{name}/config.yml",
+            f"LMS_HOST: lms.{name}.example.com\nK8S_NAMESPACE: {namespace}\n"
+            f"EKS_CLUSTER_ISSUER: {issuer}\n",
+        )
+        project.write(
+            f"environments/{name}/k8s/issuer.yml",
+            "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\n"
+            f"metadata:\n  name: {issuer}\nspec:\n  selfSigned: {{}}\n",
+        )
+    use_cluster(project, cluster)
+    jobs = {}
+    try:
+        for name in namespaces:
+            jobs[name] = project.ci_job(f"root-{name}")
+            jobs[name].environ["TUTOR_EKS_ENVIRONMENT"] = name
+            jobs[name].tutor("config", "save")
+            jobs[name].tutor("k8s", "start")
+        before = jobs["qa"].fingerprint()
+        deleted = jobs["qa"].tutor("k8s", "delete", "--yes")
+        assert f"ClusterIssuer {issuer}" in deleted.stdout
+        cluster.get_json("clusterissuers.cert-manager.io", issuer)  # still there
+        assert jobs["qa"].fingerprint() == before, "env/ is put back"
+    finally:
+        cluster.kubectl(
+            "delete",
+            "clusterissuers.cert-manager.io",
+            issuer,
+            "--ignore-not-found",
+            check=False,
+        )
+        for namespace in namespaces.values():
+            delete_deployment(cluster, namespace)

@@ -21,6 +21,7 @@ environment is selected:
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from .. import tutor_compat
@@ -99,7 +100,42 @@ def job_polled(config: dict[str, t.Any], job_name: str) -> None:
     jobs.check(config, job_name)
 
 
+def before_delete(root: str) -> None:
+    """``tutor k8s delete`` runs ``kubectl delete -k env``, which deletes every
+    object of the kustomization by name, cluster-scoped ones included. The
+    cluster-scoped objects of an environment's k8s/ (an issuer other environments
+    share) are left out of env/ while the command runs, and put back after."""
+    from ..render import manifests
+
+    if resolve.for_root(root) is None:
+        return
+    path = os.path.join(tutor_compat.env_dir(root), *manifests.OUTPUT.split("/"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return
+    kept, shared = manifests.without_shared_cluster_objects(text)
+    if not shared:
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(kept)
+
+    def put_back() -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    tutor_compat.on_command_end(put_back)
+    from tutor import fmt
+
+    fmt.echo_info(
+        "Left on the cluster (cluster-scoped, possibly shared with other "
+        f"environments): {', '.join(shared)}"
+    )
+
+
 def install() -> None:
+    tutor_compat.wrap_k8s_command("delete", before=before_delete)
     tutor_compat.wrap_k8s_command("launch", before=before_launch)
     tutor_compat.wrap_k8s_command("start", before=before_start, after=after_start)
     tutor_compat.wrap_job_wait(job_polled)

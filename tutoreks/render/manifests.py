@@ -302,3 +302,40 @@ def check(text: str, display: str) -> list[dict[str, t.Any]]:
             raise EksError(f"{where}: {document['kind']} has no metadata.name.")
         documents.append(document)
     return documents
+
+
+def without_shared_cluster_objects(text: str) -> tuple[str, list[str]]:
+    """The rendered manifests file without the cluster-scoped objects that come
+    from an environment's k8s/ (the plugin's own issuer, unique to the
+    environment, stays); and those objects, as "Kind name (file)"."""
+    import re
+
+    import yaml
+
+    parts = re.split(r"^(?=# Source: )", text, flags=re.MULTILINE)
+    kept: list[str] = []
+    shared: list[str] = []
+    for part in parts:
+        part = re.sub(
+            r"(^|\n)---\s*$", "\n", part
+        )  # the separator before the next part
+        if not part.strip():
+            continue
+        source = part.split("\n", 1)[0].removeprefix("# Source: ").strip()
+        if source.startswith("tutoreks/"):
+            kept.append(part)
+            continue
+        documents = [d for d in yaml.safe_load_all(part) if isinstance(d, dict)]
+        local = [d for d in documents if d.get("kind") not in CLUSTER_SCOPED_KINDS]
+        shared += [
+            f"{d['kind']} {d.get('metadata', {}).get('name')} ({source})"
+            for d in documents
+            if d.get("kind") in CLUSTER_SCOPED_KINDS
+        ]
+        if len(local) == len(documents):
+            kept.append(part)
+        elif local:
+            kept.append(
+                f"# Source: {source}\n" + yaml.safe_dump_all(local, sort_keys=False)
+            )
+    return "---\n".join(p if p.endswith("\n") else p + "\n" for p in kept), shared
