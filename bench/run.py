@@ -3,7 +3,9 @@
 Each benchmark runs a baseline command and a candidate command alternately
 (warm-up first, then N rounds), takes the median wall time of each, and prints the
 ratio. The table goes to BENCHMARKS.md with the machine and the date. Needs the
-local control plane (`make cluster-up`; `make bench` starts it).
+local control plane (`make cluster-up`; `make bench` starts it). `make bench`
+runs it with the Python of a virtualenv holding what users install (`pip install
+'tutor-contrib-eks[check]'`), so `tutor` below is that one.
 """
 
 from __future__ import annotations

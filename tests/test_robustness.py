@@ -62,8 +62,8 @@ def test_sigterm_during_a_save_restores_and_cleans_up(project: Project) -> None:
     plugins.mkdir()
     (plugins / "slow.py").write_text(SLOW_PLUGIN, encoding="utf-8")
     project.environ["TUTOR_PLUGINS_ROOT"] = str(plugins)
-    project.tutor("plugins", "enable", "slow")
     project.save()
+    project.tutor("plugins", "enable", "slow")  # config.yml only: env/ is not rendered
     before = project.fingerprint()
     project.write("environments/dev/config.yml", "LMS_HOST: changed.example.com\n")
     run = start(project, "config", "save", TUTOR_EKS_ENVIRONMENT="dev")

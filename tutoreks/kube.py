@@ -134,11 +134,17 @@ class Kube:
     # --- the verbs the plugin uses ------------------------------------------
 
     def get(
-        self, resource: Resource, name: str, namespace: str | None = None
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        deadline: float | None = None,
     ) -> dict[str, t.Any] | None:
-        """The object, or None when it does not exist."""
+        """The object, or None when it does not exist. ``deadline`` (a
+        ``time.monotonic()`` value) bounds several requests together."""
         try:
-            return self.request("GET", resource, namespace, name)
+            return self.request("GET", resource, namespace, name, deadline=deadline)
         except KubeError as e:
             if e.status == 404:
                 return None
@@ -225,11 +231,14 @@ class Kube:
         *,
         body: dict[str, t.Any] | None = None,
         query: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> dict[str, t.Any]:
         """Send one request; retries connection errors, 429 and 5xx within
-        :data:`REQUEST_DEADLINE`. ``verb`` is the RBAC verb (LIST is a GET)."""
+        :data:`REQUEST_DEADLINE` (or ``deadline``). ``verb`` is the RBAC verb
+        (LIST is a GET)."""
         what = describe(verb, resource, namespace, name)
-        deadline = time.monotonic() + REQUEST_DEADLINE
+        if deadline is None:
+            deadline = time.monotonic() + REQUEST_DEADLINE
         last = ""
         tried = 0
         for attempt in range(ATTEMPTS):

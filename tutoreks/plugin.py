@@ -156,7 +156,7 @@ class _LazyGroup(click.Group):
     """``tutor eks``: its commands are imported when ``tutor eks ...`` runs."""
 
     def _group(self) -> click.Group:
-        from .cli import eks
+        from .cli.group import eks
 
         return eks
 

@@ -14,6 +14,7 @@ here, and each has a test in
 from __future__ import annotations
 
 import os
+import time
 import typing as t
 
 import click
@@ -39,6 +40,9 @@ SAVE_KEY_PARAMS = ("set_vars", "append_vars", "remove_vars")
 SAVE_UNSET_PARAM = "unset_vars"
 
 SaveConfigFile = t.Callable[[str, dict[str, t.Any]], None]
+#: When the plugin was loaded (with this module): files of env/ newer than this
+#: were written by this process.
+LOADED_AT = time.time()
 
 
 def instance_label_value(instance_id: str) -> str:
@@ -183,9 +187,21 @@ def _umask() -> int:
 
 
 def load_defaults() -> dict[str, t.Any]:
-    from tutor import config as tutor_config
+    """Tutor's and the loaded plugins' defaults, unrendered. Read-only: the same
+    dict is returned while the loaded plugins and TUTOR_ variables are the same."""
+    key = (
+        loaded_plugins(),
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("TUTOR_"))),
+    )
+    if key not in _defaults:
+        from tutor import config as tutor_config
 
-    return tutor_config.load_defaults()
+        _defaults.clear()
+        _defaults[key] = tutor_config.load_defaults()
+    return _defaults[key]
+
+
+_defaults: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
 
 
 def load_full(root: str) -> dict[str, t.Any]:

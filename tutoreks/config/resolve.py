@@ -112,11 +112,25 @@ def config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
 
 
 def is_active(root: str) -> bool:
-    """Whether an environment is selected for this root (cheap: no file is read
-    beyond the root's config.yml)."""
+    """Whether an environment is selected for this root (cheap: every `tutor`
+    command asks; the root's config.yml is parsed only when it names one)."""
+    if not may_select(root):
+        return False
     from ..environment import select
 
     return bool(select(read_root_config(root)).name)
+
+
+def may_select(root: str) -> bool:
+    """False when no environment can be selected: no TUTOR_EKS_ENVIRONMENT and no
+    EKS_ENVIRONMENT in the root's config.yml (a text search, no YAML parse)."""
+    if "TUTOR_EKS_ENVIRONMENT" in os.environ:
+        return True
+    try:
+        with open(tutor_compat.config_path(root), encoding="utf-8") as f:
+            return "EKS_ENVIRONMENT" in f.read()
+    except OSError:
+        return False
 
 
 _resolutions: dict[tuple[t.Any, ...], Resolution] = {}
@@ -126,6 +140,8 @@ def for_root(root: str) -> Resolution | None:
     """The resolution of the selected environment for ``root``, or None when the
     plugin is inert. Memoised on everything it reads, so a change of any input
     (a file, a variable) is seen and an unchanged one costs nothing."""
+    if not may_select(root):
+        return None
     from .. import environment as env_module
 
     root_config = read_root_config(root)
@@ -164,9 +180,7 @@ def resolve(
     selection: Selection, root_config: dict[str, t.Any], *, online: bool = True
 ) -> Resolution:
     """Layers 3 to 6 for ``selection``; reads the cluster when ``online``."""
-    from ..environment import load
-
-    environment = load(selection.root, selection.name)
+    environment = load_environment(selection)
     layers = Layers(environment, root_config)
     resolution = Resolution(environment, {}, {}, online=online)
     layers.add_environment(resolution)
@@ -177,6 +191,19 @@ def resolve(
     if online:
         layers.add_state(resolution)
     return resolution
+
+
+_environments: dict[tuple[t.Any, ...], Environment] = {}
+
+
+def load_environment(selection: Selection) -> Environment:
+    """``environments/<env>/``, loaded once per process while its files stay the same."""
+    from ..environment import fingerprint, load
+
+    key = (selection, fingerprint(selection.root, selection.name))
+    if key not in _environments:
+        _environments[key] = load(selection.root, selection.name)
+    return _environments[key]
 
 
 # --- the root's config.yml -------------------------------------------------------------

@@ -17,6 +17,7 @@ import base64
 import binascii
 import concurrent.futures
 import re
+import time
 import typing as t
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ from ..exceptions import EksError
 if t.TYPE_CHECKING:
     from ..kube import Kube
 
+#: Requests in flight at once when Secrets are read.
+CONNECTIONS = 4
 KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*$")
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -141,10 +144,10 @@ def fetch(
     renames: dict[tuple[str, str], str],
 ) -> SecretValues:
     """GET every listed Secret concurrently and map its keys to Tutor keys."""
-    from ..kube import SECRETS
+    from ..kube import REQUEST_DEADLINE, SECRETS
 
     def get(spec: SecretSpec) -> tuple[SecretSpec, dict[str, t.Any] | None]:
-        secret = kube.get(SECRETS, spec.name, namespace)
+        secret = kube.get(SECRETS, spec.name, namespace, deadline=deadline)
         if secret is None and not spec.optional:
             raise EksError(
                 f"Secret {namespace}/{spec.name} not found: create it in namespace "
@@ -152,10 +155,12 @@ def fetch(
             )
         return spec, secret
 
-    # One wave of requests: an unreachable API server costs one request's bounded
-    # time, whatever the number of Secrets (the default list has eleven).
+    # A few connections, reused (a TLS handshake costs more than a GET), and one
+    # deadline for all requests: an unreachable API server costs one request's
+    # bounded time, whatever the number of Secrets (the default list has eleven).
+    deadline = time.monotonic() + REQUEST_DEADLINE
     with concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(16, max(1, len(specs)))
+        max_workers=min(CONNECTIONS, max(1, len(specs)))
     ) as pool:
         answers = list(pool.map(get, specs))
     result = SecretValues(namespace=namespace)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import typing as t
 
 import jinja2
@@ -36,8 +35,6 @@ CHECKSUM_ANNOTATION = "tutor-contrib-eks/config-checksum"
 FAST_LOADER: t.Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Task scripts read a value from a Secret as ``${TUTOREKS_<KEY>}``.
 ENV_PREFIX = "TUTOREKS_"
-#: When the plugin was loaded: files of env/ newer than this were written by this process.
-STARTED = time.time()
 
 _cache: dict[str, t.Any] = {"renderer": None, "text": ""}
 
@@ -63,7 +60,7 @@ def rendered(context: jinja2.runtime.Context, template_name: str) -> str:
         tutor_compat.env_dir(tutor_compat.current_root()), *template_name.split("/")
     )
     try:
-        if os.stat(path).st_mtime >= STARTED:
+        if os.stat(path).st_mtime >= tutor_compat.LOADED_AT:
             with open(path, encoding="utf-8") as f:
                 return f.read()
     except OSError:
