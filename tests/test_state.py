@@ -203,6 +203,18 @@ def test_plain_tutor_namespace_is_refused_then_adopted(
             lms["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"]
             == f"openedx-{original['ID']}"
         )
+        # Plain Tutor's ConfigMaps that held the passwords are gone.
+        left = [
+            c["metadata"]["name"]
+            for c in cluster.get_json("configmaps", "-n", namespace)["items"]
+            if c["metadata"]["name"].startswith(("openedx-config", "openedx-settings"))
+        ]
+        assert left == []
+        dumped = cluster.kubectl(
+            "get", "configmaps", "-n", namespace, "-o", "yaml"
+        ).stdout
+        for key in ("OPENEDX_SECRET_KEY", "CMS_OAUTH2_SECRET"):
+            fail_if_secret_in(str(original[key]), dumped, "the ConfigMaps")
     finally:
         delete_deployment(cluster, namespace)
 

@@ -49,8 +49,16 @@ def command(context: t.Any) -> None:
     recovery = adopt.recover(client, namespace, instance)
     missing = {k: v for k, v in recovery.values.items() if k not in kept.values}
     stored = state.store(client, kept, missing)
+    stale = adopt.credential_configmaps(client, namespace, instance)
+    if stale:
+        stored = adopt.record_for_prune(client, stored, stale)
     resolve.forget()
     report(stored, recovery, resolution)
+    if stale:
+        fmt.echo_info(
+            "The next deploy removes the ConfigMaps that hold credentials in plain "
+            f"Tutor (they become Secrets): {', '.join(stale)}"
+        )
 
 
 def report(stored: state.State, recovery: adopt.Recovery, resolution: t.Any) -> None:

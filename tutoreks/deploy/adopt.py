@@ -204,3 +204,34 @@ def recover_from_deployments(
                     recovery.add(
                         key, env["value"], f"Deployment {name} env {env['name']}"
                     )
+
+
+def credential_configmaps(kube: Kube, namespace: str, instance: str) -> list[str]:
+    """The instance's ConfigMaps that hold credentials in plain Tutor
+    (``openedx-config-<hash>`` ...): the plugin ships those files as Secrets."""
+    from ..kube import CONFIG_MAPS
+
+    selector = (
+        f"{tutor_compat.INSTANCE_LABEL}={tutor_compat.instance_label_value(instance)}"
+    )
+    prefixes = tuple(f"{name}-" for name in tutor_compat.CREDENTIAL_CONFIGMAPS)
+    return sorted(
+        str(item["metadata"]["name"])
+        for item in kube.list(CONFIG_MAPS, namespace, selector)
+        if str((item.get("metadata") or {}).get("name", "")).startswith(prefixes)
+    )
+
+
+def record_for_prune(kube: Kube, kept: t.Any, names: list[str]) -> t.Any:
+    """Add ``names`` (ConfigMaps) to the prune inventory of the state, so that the
+    next deploy, which no longer renders them, deletes them."""
+    from ..config.state import annotate
+    from . import prune
+
+    refs = {*prune.recorded(kept), *(prune.Ref("v1", "ConfigMap", n) for n in names)}
+    return annotate(
+        kube,
+        kept,
+        {prune.INVENTORY_ANNOTATION: prune.encode(sorted(refs, key=lambda r: r.text))},
+        "Recording the adopted instance's ConfigMaps in the state",
+    )
