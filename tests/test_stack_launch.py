@@ -309,6 +309,17 @@ def test_empty_required_key_and_overridden_rename(
         delete_deployment(cluster, namespace)
 
 
+def start_each(project: Project, names: list[str]) -> dict[str, Project]:
+    """Deploy each environment from its own empty root (`config save`, `k8s start`)."""
+    jobs = {}
+    for name in names:
+        jobs[name] = project.ci_job(f"root-{name}")
+        jobs[name].environ["TUTOR_EKS_ENVIRONMENT"] = name
+        jobs[name].tutor("config", "save")
+        jobs[name].tutor("k8s", "start")
+    return jobs
+
+
 def test_delete_of_one_environment_keeps_the_issuer_another_uses(
     project: Project, cluster: Cluster
 ) -> None:
@@ -338,13 +349,8 @@ def test_delete_of_one_environment_keeps_the_issuer_another_uses(
         f"# The ClusterIssuer {issuer} is shared: environments/owner/ creates it.\n",
     )
     use_cluster(project, cluster)
-    jobs = {}
     try:
-        for name in namespaces:
-            jobs[name] = project.ci_job(f"root-{name}")
-            jobs[name].environ["TUTOR_EKS_ENVIRONMENT"] = name
-            jobs[name].tutor("config", "save")
-            jobs[name].tutor("k8s", "start")
+        jobs = start_each(project, list(namespaces))
         live = cluster.get_json("clusterissuers.cert-manager.io", issuer)
         labels = live["metadata"].get("labels") or {}
         assert "app.kubernetes.io/instance" not in labels
@@ -402,13 +408,8 @@ def test_delete_keeps_a_cluster_issuer_every_environment_declares(
             f"metadata:\n  name: {issuer}\nspec:\n  selfSigned: {{}}\n",
         )
     use_cluster(project, cluster)
-    jobs = {}
     try:
-        for name in namespaces:
-            jobs[name] = project.ci_job(f"root-{name}")
-            jobs[name].environ["TUTOR_EKS_ENVIRONMENT"] = name
-            jobs[name].tutor("config", "save")
-            jobs[name].tutor("k8s", "start")
+        jobs = start_each(project, list(namespaces))
         before = jobs["qa"].fingerprint()
         deleted = jobs["qa"].tutor("k8s", "delete", "--yes")
         assert f"ClusterIssuer {issuer}" in deleted.stdout
