@@ -63,13 +63,15 @@ class Resolution:
     def secret_keys(self) -> dict[str, tuple[str, str]]:
         """Tutor key -> (Secret, data key) of every value that reaches Tutor from a
         Secret, the state's included, so that workloads can reference it."""
+        from .secrets import SOURCE_PREFIX
+
         keys: dict[str, tuple[str, str]] = {}
         if self.state is not None:
             for key in self.state.provided(self.sources):
                 keys[key] = (self.state.name, key)
         if self.secrets is not None:
             for key, origin in self.secrets.origins.items():
-                if self.sources.get(key, "").startswith("Secret "):
+                if self.sources.get(key, "").startswith(SOURCE_PREFIX):
                     keys[key] = origin
         return keys
 
@@ -77,19 +79,14 @@ class Resolution:
         """Tutor key -> the exact text its Secret (or the state) holds, for every
         key of :meth:`secret_keys` (the configuration holds them escaped for
         Tutor's templates)."""
+        from . import state as state_module
+
         raw: dict[str, str] = {}
-        if self.state is not None:
-            raw.update(
-                {k: self.state.values[k] for k in self.state.provided(self.sources)}
-            )
-        if self.secrets is not None:
-            raw.update(
-                {
-                    k: v
-                    for k, v in self.secrets.values.items()
-                    if self.sources.get(k, "").startswith("Secret ")
-                }
-            )
+        for key in self.secret_keys():
+            if self.state is not None and state_module.is_source(self.sources[key]):
+                raw[key] = self.state.values[key]
+            elif self.secrets is not None:
+                raw[key] = self.secrets.values[key]
         return raw
 
     def sensitive_values(self) -> list[str]:
@@ -126,11 +123,7 @@ def may_select(root: str) -> bool:
     EKS_ENVIRONMENT in the root's config.yml (a text search, no YAML parse)."""
     if "TUTOR_EKS_ENVIRONMENT" in os.environ:
         return True
-    try:
-        with open(tutor_compat.config_path(root), encoding="utf-8") as f:
-            return "EKS_ENVIRONMENT" in f.read()
-    except OSError:
-        return False
+    return "EKS_ENVIRONMENT" in _root_file(root).text
 
 
 _resolutions: dict[tuple[t.Any, ...], Resolution] = {}
@@ -208,28 +201,43 @@ def load_environment(selection: Selection) -> Environment:
 
 # --- the root's config.yml -------------------------------------------------------------
 
-_root_configs: dict[str, tuple[tuple[int, int], dict[str, t.Any]]] = {}
+
+@dataclass
+class _RootFile:
+    """The tutor root's config.yml as last read: its text, parsed on demand."""
+
+    stamp: tuple[int, int]
+    text: str
+    content: dict[str, t.Any] | None = None
 
 
-def read_root_config(root: str) -> dict[str, t.Any]:
-    """The raw (unrendered) content of ``<root>/config.yml``, memoised by mtime."""
+_root_files: dict[str, _RootFile] = {}
+
+
+def _root_file(root: str) -> _RootFile:
+    """``<root>/config.yml``, read again only when its mtime or size changed: every
+    hook of every `tutor` command asks for it."""
     path = tutor_compat.config_path(root)
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        return {}
-    key = (stat.st_mtime_ns, stat.st_size)
-    cached = _root_configs.get(path)
-    if cached and cached[0] == key:
-        return cached[1]
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    content: dict[str, t.Any] = {}
-    loaded = tutor_compat.read_root_config_text(text)
-    if isinstance(loaded, dict):
-        content = loaded
-    _root_configs[path] = (key, content)
-    return content
+        return _RootFile((0, -1), "", {})
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _root_files.get(path)
+    if cached is None or cached.stamp != stamp:
+        with open(path, encoding="utf-8") as f:
+            cached = _RootFile(stamp, f.read())
+        _root_files[path] = cached
+    return cached
+
+
+def read_root_config(root: str) -> dict[str, t.Any]:
+    """The raw (unrendered) content of ``<root>/config.yml``."""
+    file = _root_file(root)
+    if file.content is None:
+        loaded = tutor_compat.read_root_config_text(file.text)
+        file.content = loaded if isinstance(loaded, dict) else {}
+    return file.content
 
 
 def env_value(key: str) -> tuple[bool, t.Any]:
@@ -321,7 +329,9 @@ class Layers:
             if key in self.environment.config:
                 resolution.conflicts.append(key)
             resolution.values[key] = values.template_value(key, value)
-            resolution.sources[key] = f"Secret {namespace}/{provided.origin(key)}"
+            resolution.sources[key] = (
+                f"{secrets.SOURCE_PREFIX}{namespace}/{provided.origin(key)}"
+            )
             switch = secrets.ENDPOINT_SWITCHES.get(key)
             if switch:
                 resolution.values[switch] = False
@@ -374,7 +384,9 @@ class Layers:
             if key in resolution.values or env_value(key)[0]:
                 continue
             resolution.values[key] = values.template_value(key, value)
-            resolution.sources[key] = f"state Secret {kept.namespace}/{kept.name}"
+            resolution.sources[key] = (
+                f"{state.SOURCE_PREFIX}{kept.namespace}/{kept.name}"
+            )
 
     def namespace(self) -> str:
         namespace, source = self.effective("K8S_NAMESPACE")

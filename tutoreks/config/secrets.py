@@ -26,6 +26,8 @@ from ..exceptions import EksError
 if t.TYPE_CHECKING:
     from ..kube import Kube
 
+#: How a resolution's ``sources`` name a value that comes from an operator's Secret.
+SOURCE_PREFIX = "Secret "
 #: Requests in flight at once when Secrets are read.
 CONNECTIONS = 4
 KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*$")

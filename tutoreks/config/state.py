@@ -41,6 +41,13 @@ LABELS = {
     "app.kubernetes.io/component": "state",
 }
 ATTEMPTS = 5
+#: How a resolution's ``sources`` name a value that comes from the state.
+SOURCE_PREFIX = "state Secret "
+
+
+def is_source(source: str) -> bool:
+    """Whether a resolution's source of a value is the state."""
+    return source.startswith(SOURCE_PREFIX)
 
 
 @dataclass
@@ -69,11 +76,7 @@ class State:
     def provided(self, sources: dict[str, str]) -> list[str]:
         """The keys whose value reaches Tutor from this state (``sources``: where
         each value of a resolution came from)."""
-        return [
-            key
-            for key in self.values
-            if sources.get(key, "").startswith("state Secret")
-        ]
+        return [key for key in self.values if is_source(sources.get(key, ""))]
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def generated_keys(sources: dict[str, str], config: dict[str, t.Any]) -> dict[st
         if key not in config or f"TUTOR_{key}" in os.environ:
             continue
         source = sources.get(key, "")
-        if source and not source.startswith("state Secret"):
+        if source and not is_source(source):
             continue
         value = config[key]
         found[key] = value if isinstance(value, str) else str(value)
