@@ -96,21 +96,18 @@ def unwrapped(function: t.Any) -> t.Any:
     return getattr(function, "_tutoreks_original", function)
 
 
-def test_wrapped_save_config_file_routes_every_write(
+def test_replaced_save_config_file_routes_every_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
+    original = unwrapped(tutor_config.save_config_file)
 
-    def wrapper(
-        original: tutor_compat.SaveConfigFile, root: str, config: dict[str, t.Any]
-    ) -> None:
+    def save(root: str, config: dict[str, t.Any]) -> None:
         calls.append(root)
         original(root, config)
 
-    monkeypatch.setattr(
-        tutor_config, "save_config_file", unwrapped(tutor_config.save_config_file)
-    )
-    tutor_compat.wrap_save_config_file(wrapper)
+    monkeypatch.setattr(tutor_config, "save_config_file", original)
+    tutor_compat.replace_save_config_file(save)
     tutor_config.save_config_file(str(tmp_path), {"X": 1})
     assert calls == [str(tmp_path)]
     assert tutor_config.get_yaml_file(tutor_compat.config_path(str(tmp_path))) == {

@@ -3,7 +3,7 @@ failed command leaves config.yml and env/ as they were.
 
 Tutor writes whatever ``CONFIG_USER`` returns into config.yml on ``config save``
 and ``k8s launch``, and has no hook around that write: every write of config.yml
-goes through :func:`guarded_save` (``tutor_compat.wrap_save_config_file``), which
+goes through :func:`guarded_save` (``tutor_compat.replace_save_config_file``), which
 
 1. takes a snapshot of config.yml and env/ the first time in a command, so that a
    command failing before env/ is completely written puts both back;
@@ -86,20 +86,17 @@ _snapshots: dict[str, Snapshot] = {}
 
 
 def install() -> None:
-    tutor_compat.wrap_save_config_file(guarded_save)
+    tutor_compat.replace_save_config_file(guarded_save)
 
 
-def guarded_save(
-    original: tutor_compat.SaveConfigFile, root: str, config: dict[str, t.Any]
-) -> None:
+def guarded_save(root: str, config: dict[str, t.Any]) -> None:
     take_snapshot(root)
     resolution = resolve.for_root(root)
     kept: list[str] = []
     if resolution is not None and resolution.online:
         kept = keep_generated(resolution, config)
     # Tutor's own function truncates config.yml before writing it: a concurrent
-    # reader could see it empty. Same content, written atomically.
-    del original
+    # reader could see it empty. The same content, written atomically.
     tutor_compat.write_config_atomically(
         root, without_injected(root, config, resolution, kept)
     )
@@ -140,17 +137,9 @@ def without_injected(
     if resolution is None:
         return config
     result = dict(config)
-    path = tutor_compat.config_path(root)
-    previous = (
-        tutor_compat.read_root_config_text(Path(path).read_text(encoding="utf-8"))
-        if os.path.exists(path)
-        else {}
-    )
-    previous = previous if isinstance(previous, dict) else {}
+    previous = resolve.read_root_config(root)
     explicit = tutor_compat.explicitly_set_keys()
     injected = set(resolution.values) | set(kept)
-    if resolution.state is not None:
-        injected.update(resolution.state.values)
     keep_templates(result, previous, resolution)
     for key in injected:
         if key in explicit:

@@ -45,6 +45,18 @@ SaveConfigFile = t.Callable[[str, dict[str, t.Any]], None]
 LOADED_AT = time.time()
 
 
+def _wrap(owner: t.Any, attribute: str, make: t.Callable[[t.Any], t.Any]) -> None:
+    """Replace ``owner.<attribute>`` with ``make(original)``, once per process.
+    The replacement keeps ``_tutoreks_original`` (tests reach Tutor's own)."""
+    original = getattr(owner, attribute)
+    if original is None or getattr(original, "_tutoreks_wrapped", False):
+        return
+    replacement = make(original)
+    replacement._tutoreks_wrapped = True
+    replacement._tutoreks_original = original
+    setattr(owner, attribute, replacement)
+
+
 def instance_label_value(instance_id: str) -> str:
     """The value of :data:`INSTANCE_LABEL` for a Tutor ``ID``."""
     return f"openedx-{instance_id}"
@@ -133,25 +145,20 @@ def parse_env_value(text: str) -> t.Any:
     return serialize.parse(text)
 
 
-def wrap_save_config_file(
-    wrapper: t.Callable[[SaveConfigFile, str, dict[str, t.Any]], None],
-) -> None:
-    """Route every write of config.yml through ``wrapper(original, root, config)``.
+def replace_save_config_file(save: SaveConfigFile) -> None:
+    """Make ``save(root, config)`` do every write of config.yml.
 
     Tutor has no hook around that write (``config save``, ``k8s launch``,
     ``plugins enable`` ... call ``tutor.config.save_config_file``)."""
     from tutor import config as tutor_config
 
-    original = tutor_config.save_config_file
-    if getattr(original, "_tutoreks_wrapped", False):
-        return
+    def make(_original: SaveConfigFile) -> SaveConfigFile:
+        def save_config_file(root: str, config: dict[str, t.Any]) -> None:
+            save(root, config)
 
-    def save_config_file(root: str, config: dict[str, t.Any]) -> None:
-        wrapper(original, root, config)
+        return save_config_file
 
-    save_config_file._tutoreks_wrapped = True  # type: ignore[attr-defined]
-    save_config_file._tutoreks_original = original  # type: ignore[attr-defined]
-    tutor_config.save_config_file = save_config_file
+    _wrap(tutor_config, "save_config_file", make)
 
 
 def write_config_atomically(root: str, config: dict[str, t.Any]) -> None:
@@ -309,17 +316,14 @@ def wrap_task_scripts(rewrite: t.Callable[[str, str], str]) -> None:
     """Pass every script a ``tutor k8s do`` task runs through ``rewrite(service,
     script)`` before Tutor renders it (init tasks whatever ``--limit`` says,
     ``sqlshell``, ``createuser``, the MySQL maintenance tasks ...)."""
-    runner = _k8s_module().K8sTaskRunner
-    original = runner.run_task_from_str
-    if getattr(original, "_tutoreks_wrapped", False):
-        return
 
-    def run_task_from_str(self: t.Any, service: str, command: str) -> None:
-        original(self, service, rewrite(service, command))
+    def make(original: t.Any) -> t.Any:
+        def run_task_from_str(self: t.Any, service: str, command: str) -> None:
+            original(self, service, rewrite(service, command))
 
-    run_task_from_str._tutoreks_wrapped = True  # type: ignore[attr-defined]
-    run_task_from_str._tutoreks_original = original  # type: ignore[attr-defined]
-    runner.run_task_from_str = run_task_from_str
+        return run_task_from_str
+
+    _wrap(_k8s_module().K8sTaskRunner, "run_task_from_str", make)
 
 
 def k8s_start_names() -> tuple[str, ...]:
@@ -344,22 +348,21 @@ def wrap_job_wait(check: JobCheck) -> None:
     succeeded, or failed with no pod active), before Tutor looks at the answer: an
     exception raised by ``check`` ends the wait and the command."""
     module = _k8s_module()
-    runner = module.K8sTaskRunner
-    original_run = runner.run_task
-    if getattr(original_run, "_tutoreks_wrapped", False):
+    if getattr(module.K8sTaskRunner.run_task, "_tutoreks_wrapped", False):
         return
 
-    def run_task(self: t.Any, service: str, command: str) -> int:
-        previous = _polling["config"]
-        _polling["config"] = self.config
-        try:
-            return int(original_run(self, service, command))
-        finally:
-            _polling["config"] = previous
+    def make(original_run: t.Any) -> t.Any:
+        def run_task(self: t.Any, service: str, command: str) -> int:
+            previous = _polling["config"]
+            _polling["config"] = self.config
+            try:
+                return int(original_run(self, service, command))
+            finally:
+                _polling["config"] = previous
 
-    run_task._tutoreks_wrapped = True  # type: ignore[attr-defined]
-    run_task._tutoreks_original = original_run  # type: ignore[attr-defined]
-    runner.run_task = run_task
+        return run_task
+
+    _wrap(module.K8sTaskRunner, "run_task", make)
 
     clients = module.K8sClients
     original_property = clients.__dict__["batch_api"]
@@ -396,19 +399,17 @@ def wrap_k8s_command(
 ) -> None:
     """Run ``before(root)`` / ``after(root)`` around ``tutor k8s <name>`` (also when
     another command invokes it: ``launch`` invokes ``start`` and ``init``)."""
-    command = k8s_command(name)
-    original = command.callback
-    if original is None or getattr(original, "_tutoreks_wrapped", False):
-        return
 
-    def callback(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        root = current_root()
-        if before is not None:
-            before(root)
-        result = original(*args, **kwargs)
-        if after is not None:
-            after(root)
-        return result
+    def make(original: t.Any) -> t.Any:
+        def callback(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            root = current_root()
+            if before is not None:
+                before(root)
+            result = original(*args, **kwargs)
+            if after is not None:
+                after(root)
+            return result
 
-    callback._tutoreks_wrapped = True  # type: ignore[attr-defined]
-    command.callback = callback
+        return callback
+
+    _wrap(k8s_command(name), "callback", make)
