@@ -202,33 +202,58 @@ def keep_generated(
 def store(kube: Kube, state: State, missing: dict[str, str]) -> State:
     """Add ``missing`` to the state Secret without overwriting a value another
     deploy stored; the state as the API server has it afterwards."""
+
+    def body(current: State) -> dict[str, t.Any] | None:
+        left = {k: v for k, v in missing.items() if k not in current.values}
+        return manifest(current, {**left, **current.values}) if left else None
+
+    def failure(current: State, error: Exception) -> str:
+        verb = "update" if current.exists else "create"
+        return (
+            f"Cannot {verb} the state {current.display}, which keeps Tutor's "
+            f"generated values: {error}"
+        )
+
+    stored, done = _write(kube, state, body, failure)
+    if not done:
+        raise EksError(
+            f"The state {state.display} kept changing while this deploy wrote it "
+            f"({ATTEMPTS} attempts): is another deploy of this environment running?"
+        )
+    return stored
+
+
+def _write(
+    kube: Kube,
+    state: State,
+    body: t.Callable[[State], dict[str, t.Any] | None],
+    failure: t.Callable[[State, Exception], str],
+) -> tuple[State, bool]:
+    """Create or PUT (with the read ``resourceVersion``) what ``body(current)``
+    returns, reading the state again and retrying on a conflict, never
+    last-writer-wins. ``body`` returns None when nothing is left to write. The
+    state afterwards, and False when it kept changing for :data:`ATTEMPTS` tries."""
     from ..kube import SECRETS, KubeError
 
     current = state
     for _attempt in range(ATTEMPTS):
-        body = manifest(current, {**missing, **current.values})
+        wanted = body(current)
+        if wanted is None:
+            return current, True
         try:
             if current.exists:
-                answer = kube.replace(SECRETS, current.namespace, current.name, body)
+                answer = kube.replace(SECRETS, current.namespace, current.name, wanted)
             else:
-                answer = kube.create(SECRETS, current.namespace, body)
+                answer = kube.create(SECRETS, current.namespace, wanted)
         except KubeError as e:
             if e.status != 409:
-                verb = "update" if current.exists else "create"
-                raise EksError(
-                    f"Cannot {verb} the state {current.display}, which keeps Tutor's "
-                    f"generated values: {e}"
-                ) from e
+                raise EksError(failure(current, e)) from e
             current = fetch(kube, current.namespace, current.name, current.environment)
-            missing = {k: v for k, v in missing.items() if k not in current.values}
-            if not missing:
-                return current
             continue
-        return parse(answer, current.namespace, current.name, current.environment)
-    raise EksError(
-        f"The state {state.display} kept changing while this deploy wrote it "
-        f"({ATTEMPTS} attempts): is another deploy of this environment running?"
-    )
+        written = parse(answer, current.namespace, current.name, current.environment)
+        _states[_cache_key(current.namespace, current.name)] = written
+        return written, True
+    return current, False
 
 
 def manifest(
@@ -288,23 +313,16 @@ def annotate(
 ) -> State:
     """Set ``annotations`` on the state Secret (re-read, then a PUT with its
     ``resourceVersion``, retried on conflict); its values are left as they are."""
-    from ..kube import SECRETS, KubeError
+
+    def body(current: State) -> dict[str, t.Any] | None:
+        if not current.exists or all(
+            current.annotations.get(k) == v for k, v in annotations.items()
+        ):
+            return None
+        return manifest(current, current.values, annotations)
 
     current = fetch(kube, state.namespace, state.name, state.environment)
-    for _attempt in range(ATTEMPTS):
-        if not current.exists:
-            return current
-        if all(current.annotations.get(k) == v for k, v in annotations.items()):
-            return current
-        body = manifest(current, current.values, annotations)
-        try:
-            answer = kube.replace(SECRETS, current.namespace, current.name, body)
-        except KubeError as e:
-            if e.status != 409:
-                raise EksError(f"{what} {current.display} failed: {e}") from e
-            current = fetch(kube, current.namespace, current.name, current.environment)
-            continue
-        recorded = parse(answer, current.namespace, current.name, current.environment)
-        _states[_cache_key(current.namespace, current.name)] = recorded
-        return recorded
-    return current
+    annotated, _done = _write(
+        kube, current, body, lambda cur, error: f"{what} {cur.display} failed: {error}"
+    )
+    return annotated
