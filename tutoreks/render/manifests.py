@@ -145,7 +145,7 @@ def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
         display = f"tutoreks/templates/{template_name}"
         defaults[name] = display
         rendered.append((display, render(template, variables, template_name)))
-    added: list[tuple[str, list[dict[str, t.Any]]]] = []
+    added: set[str] = set()
     for manifest in environment.manifests.values():
         try:
             template = context.environment.from_string(manifest.source)
@@ -153,17 +153,20 @@ def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
             raise EksError(
                 f"{manifest.display}:{e.lineno}: Jinja syntax error: {e.message}"
             ) from e
-        text = render(template, variables, manifest.display)
-        rendered.append((manifest.display, text))
+        rendered.append(
+            (manifest.display, render(template, variables, manifest.display))
+        )
         if manifest.name not in DEFAULT_NAMES:
-            added.append((manifest.display, check(text, manifest.display)))
+            added.add(manifest.display)
     parts = []
+    messages: list[str] = []
     for display, text in rendered:
-        check(text, display)
+        documents = check(text, display)
         parts.append(f"# Source: {display}\n{text.strip()}\n")
-    for display, documents in added:
-        for message in beside_defaults(display, documents, defaults, hosts, variables):
-            warn(message)
+        if display in added:
+            messages += beside_defaults(display, documents, defaults, hosts, variables)
+    for message in messages:  # once every file rendered and checked
+        warn(message)
     return "---\n".join(parts)
 
 
