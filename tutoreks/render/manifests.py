@@ -203,7 +203,8 @@ def beside_defaults(
 ) -> list[str]:
     """Warnings for objects of an environment file added beside the defaults: a
     second issuer, a Certificate or Ingress for hosts the defaults already cover,
-    and cluster-scoped objects (``tutor k8s delete`` deletes them by name)."""
+    and cluster-scoped objects (shared with other environments, perhaps: ``tutor
+    k8s delete`` leaves them, see ``deploy/lifecycle.py``)."""
     messages = []
     for document in documents:
         kind = str(document["kind"])
@@ -240,10 +241,9 @@ def beside_defaults(
         if kind in CLUSTER_SCOPED_KINDS:
             messages.append(
                 f"{what} is cluster-scoped: it carries no namespace and none of this "
-                "environment's instance labels, but `tutor k8s delete` of this "
-                "environment deletes it (kubectl delete -k deletes every object of "
-                "the kustomization by name). An object other environments use "
-                "belongs outside the environments (see the README: sharing one "
+                "environment's instance labels, and `tutor k8s delete` of this "
+                "environment leaves it on the cluster (other environments may use "
+                "it): delete it by hand once none does (see the README: sharing one "
                 "issuer)."
             )
     return messages
