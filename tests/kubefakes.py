@@ -294,14 +294,20 @@ class FakeApiServer:
 # --- a TLS server whose answer the test writes ------------------------------------
 
 
-class _RawServer(socketserver.ThreadingTCPServer):
+class _QuietTCPServer(socketserver.ThreadingTCPServer):
+    """A threaded TCP server that never blocks the test on close and reports
+    nothing of a client that goes away."""
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    owner: RawTLSServer
 
     def handle_error(self, request: t.Any, client_address: t.Any) -> None:
         pass
+
+
+class _RawServer(_QuietTCPServer):
+    owner: RawTLSServer
 
 
 class _RawHandler(socketserver.BaseRequestHandler):
@@ -357,14 +363,8 @@ class RawTLSServer:
 # --- a CONNECT proxy ----------------------------------------------------------------
 
 
-class _ProxyServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _ProxyServer(_QuietTCPServer):
     owner: ConnectProxy
-
-    def handle_error(self, request: t.Any, client_address: t.Any) -> None:
-        pass
 
 
 class _ProxyHandler(socketserver.StreamRequestHandler):

@@ -822,3 +822,17 @@ def stack_secrets(namespace_hint: str) -> dict[str, dict[str, str]]:
     """
     names = stack_names(namespace_hint)
     return {name: build(names) for name, build in SECRET_BUILDERS.items()}
+
+
+#: The Secrets of the stack that the plugin's default EKS_SECRETS reads, in its order.
+DEFAULT_READ = (
+    "mysql-root",
+    "mysql-openedx",
+    "redis",
+    "mongodb-openedx",
+    "aws-ses-config",
+    "s3-openedx-storage",
+    "edx-secret-key",
+    "jwt",
+    "admin-edx",
+)

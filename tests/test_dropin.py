@@ -390,17 +390,7 @@ def test_default_secrets_are_the_plugins_and_the_stacks() -> None:
     read = {s.name for s in names}
     assert read <= set(secrets.REQUIRED_KEYS)
     stack_read = read & set(stack.SECRET_BUILDERS)
-    assert stack_read == {
-        "mysql-root",
-        "mysql-openedx",
-        "redis",
-        "mongodb-openedx",
-        "aws-ses-config",
-        "s3-openedx-storage",
-        "edx-secret-key",
-        "jwt",
-        "admin-edx",
-    }
+    assert stack_read == set(stack.DEFAULT_READ)
     assert secrets.parse_renames({}, "x") == {
         tuple(source.split("/")): target
         for source, target in stack.TUTOR_RENAMES.items()

@@ -79,6 +79,15 @@ class Environment:
         self.outputs.append(result.stdout + result.stderr)
         return result
 
+    def failing(self, *args: str) -> tuple[str, float]:
+        """Run a command that must fail: its output and how long it took."""
+        started = time.monotonic()
+        result = self.run(*args)
+        elapsed = time.monotonic() - started
+        output = str(result.stdout + result.stderr)
+        assert result.returncode != 0, output[-3000:]
+        return output, elapsed
+
     def planted(self) -> list[str]:
         """Every value from the operator's Secrets and the state."""
         values = [v for data in self.secrets.values() for v in data.values()]
@@ -244,11 +253,7 @@ def test_launch_with_a_broken_image_fails_naming_deployment_pod_and_reason(
     )
     env.as_ci_identity()
     try:
-        started = time.monotonic()
-        launch = env.run("k8s", "launch", "--non-interactive")
-        elapsed = time.monotonic() - started
-        output = launch.stdout + launch.stderr
-        assert launch.returncode != 0, output[-3000:]
+        output, elapsed = env.failing("k8s", "launch", "--non-interactive")
         assert elapsed < timeout + 60, f"the launch took {elapsed:.0f} s"
         assert (
             f"The rollout did not complete within {timeout} s (EKS_ROLLOUT_TIMEOUT): "
@@ -310,11 +315,7 @@ spec:
     )
     try:
         assert env.run("config", "save").returncode == 0
-        started = time.monotonic()
-        start = env.run("k8s", "start")
-        elapsed = time.monotonic() - started
-        output = start.stdout + start.stderr
-        assert start.returncode != 0, output[-3000:]
+        output, elapsed = env.failing("k8s", "start")
         assert elapsed < 120, f"`tutor k8s start` took {elapsed:.0f} s"
         assert (
             "The rollout failed: Kubernetes gave up on stuck (ProgressDeadlineExceeded)"
@@ -355,11 +356,7 @@ def test_failing_init_job_is_named_with_its_pod_and_reason(
     )
     env.as_ci_identity()
     try:
-        started = time.monotonic()
-        launch = env.run("k8s", "launch", "--non-interactive")
-        elapsed = time.monotonic() - started
-        output = launch.stdout + launch.stderr
-        assert launch.returncode != 0, output[-3000:]
+        output, elapsed = env.failing("k8s", "launch", "--non-interactive")
         assert elapsed < 90, f"the launch took {elapsed:.0f} s"
         assert "EKS_ROLLOUT_TIMEOUT is 0: not waiting for the rollout." in output
         header, words = JOB_FAILURES[tag]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import typing as t
 import uuid
 from pathlib import Path
 
@@ -34,18 +35,6 @@ pytestmark = pytest.mark.cluster
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 #: The marker line of the admin user's init task (templates/eks/tasks/admin-user.sh).
 ADMIN_TASK = "tutor-contrib-eks: the staff superuser"
-#: Secrets of the stack the default EKS_SECRETS reads.
-DEFAULT_READ = (
-    "mysql-root",
-    "mysql-openedx",
-    "redis",
-    "mongodb-openedx",
-    "aws-ses-config",
-    "s3-openedx-storage",
-    "edx-secret-key",
-    "jwt",
-    "admin-edx",
-)
 
 
 #: Credentials of the stack's Secrets: never in any output or workload spec.
@@ -135,7 +124,7 @@ def test_stack_secrets_deploy_with_the_default_settings(
         elapsed = time.monotonic() - started
         output = result.stdout + result.stderr
         assert (
-            f"Secrets read from namespace {namespace}: {', '.join(DEFAULT_READ)}; "
+            f"Secrets read from namespace {namespace}: {', '.join(stack.DEFAULT_READ)}; "
             "optional, absent: mongodb, smtp" in output
         )
         for name, key in PASSWORDS:
@@ -309,6 +298,19 @@ def test_empty_required_key_and_overridden_rename(
         delete_deployment(cluster, namespace)
 
 
+def remove(cluster: Cluster, issuer: str, namespaces: t.Iterable[str]) -> None:
+    """What the two-environment tests leave: a shared issuer and the deploys."""
+    cluster.kubectl(
+        "delete",
+        "clusterissuers.cert-manager.io",
+        issuer,
+        "--ignore-not-found",
+        check=False,
+    )
+    for namespace in namespaces:
+        delete_deployment(cluster, namespace)
+
+
 def start_each(project: Project, names: list[str]) -> dict[str, Project]:
     """Deploy each environment from its own empty root (`config save`, `k8s start`)."""
     jobs = {}
@@ -376,15 +378,7 @@ def test_delete_of_one_environment_keeps_the_issuer_another_uses(
             "clusterissuers.cert-manager.io", f"{namespaces['owner']}-acme"
         )
     finally:
-        cluster.kubectl(
-            "delete",
-            "clusterissuers.cert-manager.io",
-            issuer,
-            "--ignore-not-found",
-            check=False,
-        )
-        for namespace in namespaces.values():
-            delete_deployment(cluster, namespace)
+        remove(cluster, issuer, namespaces.values())
 
 
 def test_delete_keeps_a_cluster_issuer_every_environment_declares(
@@ -416,12 +410,4 @@ def test_delete_keeps_a_cluster_issuer_every_environment_declares(
         cluster.get_json("clusterissuers.cert-manager.io", issuer)  # still there
         assert jobs["qa"].fingerprint() == before, "env/ is put back"
     finally:
-        cluster.kubectl(
-            "delete",
-            "clusterissuers.cert-manager.io",
-            issuer,
-            "--ignore-not-found",
-            check=False,
-        )
-        for namespace in namespaces.values():
-            delete_deployment(cluster, namespace)
+        remove(cluster, issuer, namespaces.values())
