@@ -8,7 +8,6 @@ import typing as t
 import click
 from tutor import fmt
 
-from .. import tutor_compat
 from ..config.resolve import Resolution
 from .common import load, table
 
@@ -19,10 +18,10 @@ from .common import load, table
 )
 @click.pass_obj
 def command(context: t.Any) -> None:
-    config, resolution = load(context.root)
+    _config, resolution = load(context.root)
     name = resolution.environment.name
     fmt.echo(f"Environment {name}, namespace {resolution.namespace}:")
-    rows = [("TUTOR KEY", "FROM", "LENGTH", "NOTE"), *secret_rows(config, resolution)]
+    rows = [("TUTOR KEY", "FROM", "LENGTH", "NOTE"), *secret_rows(resolution)]
     rows += state_rows(resolution)
     for key, source in sorted(resolution.sources.items()):
         if key.startswith("RUN_") and " from Secret " in source:
@@ -38,17 +37,14 @@ def command(context: t.Any) -> None:
         fmt.echo(f"Optional Secrets absent: {', '.join(provided.missing_optional)}")
 
 
-def secret_rows(
-    config: dict[str, t.Any], resolution: Resolution
-) -> list[tuple[str, ...]]:
+def secret_rows(resolution: Resolution) -> list[tuple[str, ...]]:
     provided = resolution.secrets
     if provided is None:
         return []
-    known = set(tutor_compat.load_defaults()) | set(tutor_compat.unique_keys())
     rows: list[tuple[str, ...]] = []
     for key in sorted(provided.values):
         note = []
-        if key not in known and key not in config:
+        if key not in resolution.sources:  # the resolve step did not set it
             note.append("unused: no enabled plugin or Tutor knows this key")
         if key in resolution.conflicts:
             note.append(

@@ -145,6 +145,7 @@ def for_root(root: str) -> Resolution | None:
     if not path:
         return None  # no command yet: Tutor is enabling plugins (PROJECT_ROOT_READY)
     online = path[:1] not in OFFLINE_COMMANDS and path[:2] not in OFFLINE_COMMANDS
+    stamp = env_module.fingerprint(selection.root, selection.name)
     key = (
         root,
         selection,
@@ -155,11 +156,12 @@ def for_root(root: str) -> Resolution | None:
         tuple(
             sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
         ),
-        env_module.fingerprint(selection.root, selection.name),
+        stamp,
     )
     cached = _resolutions.get(key)
     if cached is None:
-        cached = resolve(selection, root_config, online=online)
+        environment = load_environment(selection, stamp)
+        cached = resolve(environment, root_config, online=online)
         _resolutions[key] = cached
     return cached
 
@@ -170,10 +172,9 @@ def forget() -> None:
 
 
 def resolve(
-    selection: Selection, root_config: dict[str, t.Any], *, online: bool = True
+    environment: Environment, root_config: dict[str, t.Any], *, online: bool = True
 ) -> Resolution:
-    """Layers 3 to 6 for ``selection``; reads the cluster when ``online``."""
-    environment = load_environment(selection)
+    """Layers 3 to 6 for ``environment``; reads the cluster when ``online``."""
     layers = Layers(environment, root_config)
     resolution = Resolution(environment, {}, {}, online=online)
     layers.add_environment(resolution)
@@ -189,11 +190,12 @@ def resolve(
 _environments: dict[tuple[t.Any, ...], Environment] = {}
 
 
-def load_environment(selection: Selection) -> Environment:
-    """``environments/<env>/``, loaded once per process while its files stay the same."""
-    from ..environment import fingerprint, load
+def load_environment(selection: Selection, stamp: t.Hashable) -> Environment:
+    """``environments/<env>/``, loaded once per process while its files stay the
+    same (``stamp``: their fingerprint)."""
+    from ..environment import load
 
-    key = (selection, fingerprint(selection.root, selection.name))
+    key = (selection, stamp)
     if key not in _environments:
         _environments[key] = load(selection.root, selection.name)
     return _environments[key]
