@@ -62,6 +62,11 @@ def instance_label_value(instance_id: str) -> str:
     return f"openedx-{instance_id}"
 
 
+def instance_selector(instance_id: str) -> str:
+    """The label selector of every object of the Tutor instance ``instance_id``."""
+    return f"{INSTANCE_LABEL}={instance_label_value(instance_id)}"
+
+
 # --- the running command -------------------------------------------------------
 
 

@@ -96,9 +96,7 @@ def config_files(kube: Kube, namespace: str, instance: str) -> dict[str, str]:
     instance: Secrets (this plugin) or ConfigMaps (plain Tutor, with a hash suffix)."""
     from ..kube import CONFIG_MAPS, SECRETS
 
-    selector = (
-        f"{tutor_compat.INSTANCE_LABEL}={tutor_compat.instance_label_value(instance)}"
-    )
+    selector = tutor_compat.instance_selector(instance)
     files: dict[str, str] = {}
     for resource in (CONFIG_MAPS, SECRETS):
         objects = sorted(
@@ -187,9 +185,7 @@ def recover_from_deployments(
 ) -> None:
     from ..kube import DEPLOYMENTS
 
-    selector = (
-        f"{tutor_compat.INSTANCE_LABEL}={tutor_compat.instance_label_value(instance)}"
-    )
+    selector = tutor_compat.instance_selector(instance)
     wanted = {
         "MYSQL_ROOT_PASSWORD": "MYSQL_ROOT_PASSWORD",
         "MEILI_MASTER_KEY": "MEILISEARCH_MASTER_KEY",
@@ -211,9 +207,7 @@ def credential_configmaps(kube: Kube, namespace: str, instance: str) -> list[str
     (``openedx-config-<hash>`` ...): the plugin ships those files as Secrets."""
     from ..kube import CONFIG_MAPS
 
-    selector = (
-        f"{tutor_compat.INSTANCE_LABEL}={tutor_compat.instance_label_value(instance)}"
-    )
+    selector = tutor_compat.instance_selector(instance)
     prefixes = tuple(f"{name}-" for name in tutor_compat.CREDENTIAL_CONFIGMAPS)
     return sorted(
         str(item["metadata"]["name"])

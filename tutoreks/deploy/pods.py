@@ -34,21 +34,24 @@ MESSAGE_LIMIT = 160
 
 
 class Scrubber:
-    """Replaces every value from a Secret or the state in free text by ``***``."""
+    """Replaces every value from a Secret or the state (and each line of one) in
+    free text by ``***``; values shorter than ``shortest`` are left alone."""
 
-    def __init__(self, values: t.Iterable[str] = ()) -> None:
+    def __init__(self, values: t.Iterable[str] = (), shortest: int = 4) -> None:
         parts: set[str] = set()
         for value in values:
             for part in (value, *value.splitlines()):
-                if len(part.strip()) >= 4:
+                if part.strip() and len(part) >= shortest:
                     parts.add(part)
         self.values = sorted(parts, key=len, reverse=True)
 
-    def __call__(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
+    def __call__(self, text: str, limit: int | None = MESSAGE_LIMIT) -> str:
         for value in self.values:
             text = text.replace(value, "***")
         text = " ".join(text.split())
-        return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+        if limit is None or len(text) <= limit:
+            return text
+        return text[: limit - 3].rstrip() + "..."
 
 
 @dataclass

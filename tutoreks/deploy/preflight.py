@@ -50,12 +50,12 @@ def run(
     checks: list[tuple[str, Check]], secret_values: t.Iterable[str] = ()
 ) -> list[Result]:
     """Run every check concurrently; a failure is any exception, its message the detail."""
-    scrub = sorted((v for v in secret_values if len(v) >= 3), key=len, reverse=True)
+    from .pods import Scrubber
+
+    scrub = Scrubber(secret_values, shortest=3)
 
     def clean(text: str) -> str:
-        for value in scrub:
-            text = text.replace(value, "***")
-        return " ".join(text.split())
+        return scrub(text, limit=None)
 
     def one(item: tuple[str, Check]) -> Result:
         name, check = item

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from tutor import fmt
 
+from .. import tutor_compat
 from ..exceptions import EksError
 from . import pods
 
@@ -87,19 +88,12 @@ def progress(deployment: dict[str, t.Any]) -> Progress:
     )
 
 
-def instance_selector(instance_id: str) -> str:
-    from .. import tutor_compat
-
-    return (
-        f"{tutor_compat.INSTANCE_LABEL}="
-        f"{tutor_compat.instance_label_value(instance_id)}"
-    )
-
-
 def deployments(kube: Kube, namespace: str, instance_id: str) -> list[dict[str, t.Any]]:
     from ..kube import DEPLOYMENTS
 
-    found = kube.list(DEPLOYMENTS, namespace, instance_selector(instance_id))
+    found = kube.list(
+        DEPLOYMENTS, namespace, tutor_compat.instance_selector(instance_id)
+    )
     return sorted(found, key=lambda d: str((d.get("metadata") or {}).get("name")))
 
 

@@ -194,7 +194,7 @@ def job_items(
     from ..kube import JOBS, PODS
 
     selector = (
-        rollout.instance_selector(instance_id) + ",app.kubernetes.io/component=job"
+        tutor_compat.instance_selector(instance_id) + ",app.kubernetes.io/component=job"
     )
     latest: dict[str, dict[str, t.Any]] = {}
     for job in kube.list(JOBS, namespace, selector):
@@ -267,7 +267,7 @@ def _addresses(obj: dict[str, t.Any]) -> list[str]:
 def ingress_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
     from ..kube import INGRESSES
 
-    found = kube.list(INGRESSES, namespace, rollout.instance_selector(instance_id))
+    found = kube.list(INGRESSES, namespace, tutor_compat.instance_selector(instance_id))
     if not found:
         return [Item("Ingress", "-", False, "none", "no Ingress of this instance")]
     items = []
@@ -305,7 +305,7 @@ def certificate_items(
 
     try:
         found = kube.list(
-            CERTIFICATES, namespace, rollout.instance_selector(instance_id)
+            CERTIFICATES, namespace, tutor_compat.instance_selector(instance_id)
         )
     except KubeError as e:
         if e.status != 404:
