@@ -155,6 +155,16 @@ def make_root(path: Path, plugins: list[str], extra: str = "") -> Path:
     return path
 
 
+def write_environment(folder: Path, namespace: str) -> None:
+    """The `bench` environment: an `environments/<env>/` folder deploying to
+    ``namespace``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yml").write_text(
+        f"LMS_HOST: lms.bench.example.com\nK8S_NAMESPACE: {namespace}\n",
+        encoding="utf-8",
+    )
+
+
 def kubectl(*args: str, stdin: str | None = None) -> None:
     subprocess.run(
         [KUBECTL, *args],
@@ -219,12 +229,7 @@ def bench_config_stage(work: Path, namespace: str) -> Row:
         raise SystemExit(
             "bench: jq is needed for the bash baseline (apt-get install jq)"
         )
-    envs = work / "environments" / "bench"
-    envs.mkdir(parents=True, exist_ok=True)
-    (envs / "config.yml").write_text(
-        f"LMS_HOST: lms.bench.example.com\nK8S_NAMESPACE: {namespace}\n",
-        encoding="utf-8",
-    )
+    write_environment(work / "environments" / "bench", namespace)
     bash_root = make_root(
         work / "bash-root",
         [],
@@ -444,12 +449,7 @@ def bench_secret_count(work: Path, namespace: str) -> Row:
     many = {f"bench-{i:02d}": {f"BENCH_VALUE_{i:02d}": ""} for i in range(40)}
     create_secrets(namespace, many)
     root = make_root(work / "count-root", ["eks"])
-    envs = work / "count-envs" / "bench"
-    envs.mkdir(parents=True, exist_ok=True)
-    (envs / "config.yml").write_text(
-        f"LMS_HOST: lms.bench.example.com\nK8S_NAMESPACE: {namespace}\n",
-        encoding="utf-8",
-    )
+    write_environment(work / "count-envs" / "bench", namespace)
     cmd = [TUTOR, "config", "printvalue", "LMS_HOST"]
 
     def env_for(count: int) -> dict[str, str]:
@@ -496,12 +496,7 @@ def bench_save_against_variables(work: Path, namespace: str) -> Row:
     }
     variables.update(TUTOR_RUN_MYSQL="false", TUTOR_RUN_REDIS="false")
     variables.update(TUTOR_RUN_MONGODB="false", TUTOR_RUN_SMTP="false")
-    envs = work / "environments" / "bench"
-    envs.mkdir(parents=True, exist_ok=True)
-    (envs / "config.yml").write_text(
-        f"LMS_HOST: lms.bench.example.com\nK8S_NAMESPACE: {namespace}\n",
-        encoding="utf-8",
-    )
+    write_environment(work / "environments" / "bench", namespace)
     eks_root = make_root(work / "save-eks-root", ["eks"])
     base, cand = compare(
         ([TUTOR, "config", "save"], environ(TUTOR_ROOT=str(plain), **variables), work),
@@ -609,12 +604,7 @@ def bench_launch(work: Path) -> Row:
     create_secrets(
         namespace, {k: SIX_SECRETS[k] for k in ("mysql-root", "mysql-openedx")}
     )
-    envs = work / "launch-envs" / "bench"
-    envs.mkdir(parents=True, exist_ok=True)
-    (envs / "config.yml").write_text(
-        f"LMS_HOST: lms.bench.example.com\nK8S_NAMESPACE: {namespace}\n",
-        encoding="utf-8",
-    )
+    write_environment(work / "launch-envs" / "bench", namespace)
     root = make_root(work / "launch-root", ["eks"])
     env = environ(
         TUTOR_ROOT=str(root),
