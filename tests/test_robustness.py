@@ -93,6 +93,29 @@ def test_enabling_the_plugin_in_ci_reads_no_secret(project: Project) -> None:
     assert "eks" in project.config()["PLUGINS"], result.stdout + result.stderr
 
 
+def test_enabling_the_plugin_in_ci_writes_no_generated_value(project: Project) -> None:
+    """An empty root in a CI job: `tutor plugins enable eks` makes Tutor generate
+    its unique values (ID, keys, passwords). With a state Secret they belong in the
+    cluster, written by the first deploy: config.yml holds none of them."""
+    from tutoreks import tutor_compat
+
+    (project.root / "config.yml").write_text("PLUGINS: []\n", encoding="utf-8")
+    del project.environ["TUTOR_EKS_SECRETS"]
+    del project.environ["TUTOR_EKS_STATE_SECRET"]
+    project.tutor(
+        "plugins",
+        "enable",
+        "eks",
+        env={
+            "TUTOR_EKS_ENVIRONMENT": "dev",
+            "KUBECONFIG": str(project.path / "nowhere.kubeconfig"),
+        },
+    )
+    config = project.config()
+    assert config["PLUGINS"] == ["eks"]
+    assert not set(config) & set(tutor_compat.unique_keys()), sorted(config)
+
+
 def test_saving_twice_returns_the_same_config(tmp_path: Path) -> None:
     """Tutor's own `test_update_twice_should_return_same_config`, with the plugin's
     save guard installed: the caller's config dict is not changed."""

@@ -25,8 +25,6 @@ def render(key: str, value: str) -> str:
 FIXED_SENTENCES = {
     "the value contains a newline, control or non-printable character, which "
     "Tutor's templates cannot hold.",
-    'the value contains one of @ / : # ? % [ ] " \\ or a space, which Tutor puts '
-    "unescaped into redis:// URLs.",
 }
 
 

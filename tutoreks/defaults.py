@@ -67,6 +67,25 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "PRUNE": True,
     # Also PersistentVolumeClaims (their volumes' data goes with them).
     "PRUNE_VOLUMES": False,
+    # CA certificates (PEM) that verify managed services over TLS; empty: the
+    # environment folder's ca-bundle.pem when present (render/tls.py).
+    "CA_BUNDLE": "",
+    # With TLS on, also check that the server certificate names the host.
+    "TLS_CHECK_HOSTNAME": True,
+}
+
+#: Settings of the Secret contract that Tutor does not define, with their defaults:
+#: they may come from a Secret or the environment's config.yml (render/tls.py).
+SERVICE_DEFAULTS: dict[str, t.Any] = {
+    # Every key the environment writes to Redis starts with "<prefix>:", so that
+    # environments sharing one Redis (one ElastiCache per stack) stay apart.
+    "REDIS_KEY_PREFIX": "{{ K8S_NAMESPACE }}",
+    # rediss:// everywhere, certificates verified.
+    "REDIS_USE_SSL": False,
+    # MySQL over TLS, certificate verified (RDS: require_secure_transport).
+    "MYSQL_USE_SSL": False,
+    # false for Amazon DocumentDB, which has no retryable writes.
+    "MONGODB_RETRY_WRITES": True,
 }
 
 
@@ -87,10 +106,13 @@ SECRET_SETTINGS = (
 SELECTION_KEYS = ("ENVIRONMENT", "ENVIRONMENTS_ROOT")
 
 
-def prefixed_defaults(active: bool = True) -> list[tuple[str, t.Any]]:
-    """The defaults as Tutor's CONFIG_DEFAULTS items, with the ``EKS_`` prefix."""
-    return [
+def config_defaults(active: bool = True) -> list[tuple[str, t.Any]]:
+    """The defaults as Tutor's CONFIG_DEFAULTS items: the plugin's own keys with
+    the ``EKS_`` prefix, and (with an environment selected) the Secret contract's
+    service settings."""
+    items = [
         (f"EKS_{key}", value)
         for key, value in CONFIG_DEFAULTS.items()
         if active or key in SELECTION_KEYS
     ]
+    return items + list(SERVICE_DEFAULTS.items()) if active else items

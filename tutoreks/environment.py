@@ -543,3 +543,64 @@ def read_text(path: Path, display: str) -> str:
         raise EksError(f"{display}: is not UTF-8 text (byte {e.start}).") from e
     except OSError as e:
         raise EksError(f"{display}: cannot be read: {e.strerror}.") from e
+
+
+# --- the CA bundle -------------------------------------------------------------------
+
+#: The CA bundle an environment folder may hold (``EKS_CA_BUNDLE`` names another).
+CA_BUNDLE_FILE = "ca-bundle.pem"
+#: A bundle larger than this is refused (the AWS global RDS bundle is ~160 KiB).
+MAX_CA_BUNDLE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """CA certificates (PEM) that verify the managed services over TLS."""
+
+    path: Path
+    display: str
+    text: str
+
+
+def load_ca_bundle(
+    environment: Environment, setting: t.Any, source: str
+) -> CaBundle | None:
+    """``EKS_CA_BUNDLE`` (relative to the environment folder, or absolute), else the
+    environment's ``ca-bundle.pem`` when present; checked to hold certificates."""
+    if setting in ("", None):
+        path = environment.path / CA_BUNDLE_FILE
+        if not path.is_file():
+            return None
+    elif not isinstance(setting, str) or "{" in setting:
+        raise EksError(f"{source}: EKS_CA_BUNDLE must be a plain file path.")
+    else:
+        path = environment.path / os.path.expanduser(setting)
+        if not path.is_file():
+            raise EksError(
+                f"{source}: EKS_CA_BUNDLE names {display_path(path)}, which is not a file."
+            )
+    display = display_path(path)
+    if path.stat().st_size > MAX_CA_BUNDLE:
+        raise EksError(f"{display}: a CA bundle larger than 1 MiB is refused.")
+    text = read_text(path, display)
+    check_ca_bundle(text, display)
+    return CaBundle(path, display, text)
+
+
+def check_ca_bundle(text: str, display: str) -> None:
+    """Every block is a certificate OpenSSL reads; no private key."""
+    import ssl
+
+    if "PRIVATE KEY-----" in text:
+        raise EksError(
+            f"{display}: holds a private key; a CA bundle holds certificates only."
+        )
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise EksError(
+            f"{display}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)."
+        )
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError) as e:
+        reason = getattr(e, "reason", None) or type(e).__name__
+        raise EksError(f"{display}: is not a valid PEM CA bundle ({reason}).") from e

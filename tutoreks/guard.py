@@ -132,14 +132,18 @@ def without_injected(
     kept: t.Iterable[str] = (),
 ) -> dict[str, t.Any]:
     """A copy of ``config`` where every key the plugin provided (``kept``: the
-    keys the state holds) has the root's own value, or is absent; keys set by
-    ``--set``/``--unset`` are the user's."""
+    keys the state holds; with a state, every key Tutor generates) has the root's
+    own value, or is absent; keys set by ``--set``/``--unset`` are the user's."""
     if resolution is None:
         return config
     result = dict(config)
     previous = resolve.read_root_config(root)
     explicit = tutor_compat.explicitly_set_keys()
     injected = set(resolution.values) | set(kept)
+    if resolution.state_secret:
+        # Values Tutor generates belong in the state: a command that does not
+        # read the cluster (`tutor plugins enable`) does not write them either.
+        injected.update(tutor_compat.unique_keys())
     keep_templates(result, previous, resolution)
     for key in injected:
         if key in explicit:

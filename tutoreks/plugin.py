@@ -36,7 +36,7 @@ guard.install()
 @hooks.Filters.CONFIG_DEFAULTS.add()
 def _defaults(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
     active = resolve.is_active(tutor_compat.current_root())
-    return items + defaults.prefixed_defaults(active=active)
+    return items + defaults.config_defaults(active=active)
 
 
 # --- rendering ----------------------------------------------------------------
@@ -84,9 +84,20 @@ def _eks_kustomize_patches(context: jinja2.runtime.Context) -> str:
     return kustomize.kustomize_patches(context, resolution)
 
 
+@jinja2.pass_context
+def _eks_service_settings(context: jinja2.runtime.Context) -> str:
+    resolution = resolve.for_root(tutor_compat.current_root())
+    if resolution is None:
+        return ""
+    from .render import services
+
+    return services.settings_patch(context.get_all(), resolution)
+
+
 hooks.Filters.ENV_TEMPLATE_VARIABLES.add_items(
     [
         ("eks_manifests", _eks_manifests),
+        ("eks_service_settings", _eks_service_settings),
         ("eks_hosts", _eks_hosts),
         ("eks_kustomize_patches", _eks_kustomize_patches),
     ]
@@ -121,9 +132,9 @@ def _task_script(_service: str, script: str) -> str:
     resolution = resolve.for_root(tutor_compat.current_root())
     if resolution is None:
         return script
-    from .render import tasks
+    from .render import services, tasks
 
-    return tasks.rewrite(script, resolution)
+    return services.task_prelude(tasks.rewrite(script, resolution))
 
 
 tutor_compat.wrap_task_scripts(_task_script)

@@ -25,7 +25,7 @@ from .. import defaults, tutor_compat
 from ..exceptions import EksError
 
 if t.TYPE_CHECKING:
-    from ..environment import Environment, Selection
+    from ..environment import CaBundle, Environment, Selection
     from ..kube import Kube
     from .secrets import SecretSpec, SecretValues
     from .state import State
@@ -55,6 +55,10 @@ class Resolution:
     online: bool = True
     #: K8S_NAMESPACE as read from the layers (set when the cluster is read).
     k8s_namespace: str = ""
+    #: The state Secret's name (EKS_STATE_SECRET); empty when there is no state.
+    state_secret: str = ""
+    #: CA certificates that verify the managed services (EKS_CA_BUNDLE).
+    ca_bundle: CaBundle | None = None
 
     @property
     def namespace(self) -> str:
@@ -177,6 +181,8 @@ def resolve(
     """Layers 3 to 6 for ``environment``; reads the cluster when ``online``."""
     layers = Layers(environment, root_config)
     resolution = Resolution(environment, {}, {}, online=online)
+    resolution.state_secret = layers.state_secret()
+    resolution.ca_bundle = layers.ca_bundle()
     layers.add_environment(resolution)
     if online:
         resolution.k8s_namespace = layers.namespace()
@@ -370,17 +376,34 @@ class Layers:
                 resolution.values[key] = value
                 resolution.sources[key] = ENV_PREFIX + key
 
-    # layer 3
-    def add_state(self, resolution: Resolution) -> None:
-        """Generated values kept in the cluster, for the keys no higher layer sets."""
-        from . import secrets, state, values
+    def state_secret(self) -> str:
+        """EKS_STATE_SECRET, checked; empty: no state (generated values then stay
+        in the root's config.yml)."""
+        from . import secrets
 
         name, source = self.effective("EKS_STATE_SECRET")
         if name in ("", None):
-            return  # no state: generated values stay in the root's config.yml
+            return ""
         if not isinstance(name, str) or not secrets.NAME_PATTERN.match(name):
             raise EksError(f"{source}: EKS_STATE_SECRET must be a Secret name.")
-        kept = state.read(client(), self.namespace(), name, self.environment.name)
+        return name
+
+    def ca_bundle(self) -> CaBundle | None:
+        """EKS_CA_BUNDLE, or the environment folder's ca-bundle.pem, loaded."""
+        from ..environment import load_ca_bundle
+
+        return load_ca_bundle(self.environment, *self.effective("EKS_CA_BUNDLE"))
+
+    # layer 3
+    def add_state(self, resolution: Resolution) -> None:
+        """Generated values kept in the cluster, for the keys no higher layer sets."""
+        from . import state, values
+
+        if not resolution.state_secret:
+            return
+        kept = state.read(
+            client(), self.namespace(), resolution.state_secret, self.environment.name
+        )
         resolution.state = kept
         for key, value in kept.values.items():
             if key in resolution.values or env_value(key)[0]:

@@ -12,9 +12,11 @@ Where Tutor 22's templates put each credential decides what it may contain:
   (``render/tasks.py``). Any printable character works: ``$ ' " \\ ` ! # % & * ( )
   [ ] { } < > : ?`` included, which covers every RDS master password and
   Terraform's ``override_special`` sets;
-- **url** keys (``REDIS_USERNAME``, ``REDIS_PASSWORD``) also land unescaped in
-  ``redis://user:password@host`` URLs: characters a URL's user part cannot hold
-  are refused;
+- the Redis user and password (quoted too) also make up ``redis://`` URLs: the
+  plugin's settings patch builds those URLs again with the parts percent-escaped
+  (``render/services.py``), so any printable character works there as well;
+- the **prefix** key (``REDIS_KEY_PREFIX``) begins every Redis key and event bus
+  topic of the environment: letters, digits, ``. _ -``;
 - **pem** keys (``JWT_RSA_PRIVATE_KEY``) are read by ``rsa_import_key``: a PEM
   block, newlines included, given raw;
 - **host** keys are checked as host names, IP addresses or (MongoDB)
@@ -53,9 +55,11 @@ QUOTED_KEYS = frozenset(
         "ADMIN_USER",
         "ADMIN_PASSWORD",
         "ADMIN_EMAIL",
+        "REDIS_USERNAME",
+        "REDIS_PASSWORD",
     }
 )
-URL_KEYS = frozenset({"REDIS_USERNAME", "REDIS_PASSWORD"})
+PREFIX_KEYS = frozenset({"REDIS_KEY_PREFIX"})
 PEM_KEYS = frozenset({"JWT_RSA_PRIVATE_KEY"})
 HOST_KEYS = frozenset({"MYSQL_HOST", "REDIS_HOST", "SMTP_HOST", "MONGODB_HOST"})
 #: SQL identifiers, unquoted in Tutor's init script.
@@ -80,8 +84,7 @@ STEERING_PREFIXES = ("EKS_", "RUN_", "DOCKER_IMAGE_")
 
 #: Characters that would break Tutor's templates for a key of unknown context.
 STRICT_FORBIDDEN = set("\"'\\`$")
-#: Characters a redis:// URL's user part cannot hold unescaped.
-FORBIDDEN_IN_URL = set('@/:#?%[] "\\')
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})$")
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
 _LINE_SEPARATORS = ("\u2028", "\u2029", "\u0085")
@@ -128,17 +131,22 @@ def check_value(key: str, value: str, source: str) -> None:
                 f"{where}: a database name holds letters, digits, _ and $ only "
                 "(Tutor's init script uses it unquoted)."
             )
-    elif key in URL_KEYS:
-        if FORBIDDEN_IN_URL.intersection(value):
-            raise EksError(
-                f'{where}: the value contains one of @ / : # ? % [ ] " \\ or a space, '
-                "which Tutor puts unescaped into redis:// URLs."
-            )
+    elif key in PREFIX_KEYS:
+        check_prefix(value, where)
     elif key not in QUOTED_KEYS and STRICT_FORBIDDEN.intersection(value):
         raise EksError(
             f"{where}: the value contains one of \" ' \\ ` $, and where Tutor or a "
             f"plugin puts {key} is not known to tutor-contrib-eks. Rotate it to a "
             "value without these characters."
+        )
+
+
+def check_prefix(value: str, where: str) -> None:
+    """A Redis key prefix: it also names event bus topics."""
+    if not PREFIX_PATTERN.match(value):
+        raise EksError(
+            f"{where}: a Redis key prefix holds 1 to 63 letters, digits, '.', '_' "
+            "and '-', and starts with a letter or digit."
         )
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from .. import tutor_compat
 from ..tutor_compat import CREDENTIAL_CONFIGMAPS as CONFIGS
+from . import services
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
@@ -70,21 +71,25 @@ def rendered(context: jinja2.runtime.Context, template_name: str) -> str:
 
 def build_patches(context: jinja2.runtime.Context, resolution: Resolution) -> str:
     """Delete Tutor's credential ConfigMaps, and patch every Deployment and Job."""
-    checksum = config_checksum(context)
+    ca = resolution.ca_bundle
+    checksum = config_checksum(context, ca.text if ca is not None else "")
     keys = resolution.secret_keys()
     values = secret_values(resolution.raw_values(), keys)
     patches = [{"patch": yaml.safe_dump(delete_configmap(name))} for name in CONFIGS]
+    image = str(context.get("DOCKER_IMAGE_OPENEDX") or "")
     for workload in workloads(context):
-        patch = workload_patch(workload, checksum, keys, values)
+        mount = ca is not None and wants_ca(workload, image)
+        patch = workload_patch(workload, checksum, keys, values, mount)
         if patch is not None:
             patches.append({"patch": yaml.safe_dump(patch, sort_keys=False)})
     return yaml.safe_dump(patches, sort_keys=False, width=1000)
 
 
-def config_checksum(context: jinja2.runtime.Context) -> str:
-    """sha256 of every file the credential Secrets hold: it changes with any of them."""
+def config_checksum(context: jinja2.runtime.Context, ca_text: str = "") -> str:
+    """sha256 of every file the credential Secrets hold, and of the CA bundle: it
+    changes with any of them."""
     walk = context.environment.filters["walk_templates"]
-    checksum = hashlib.sha256()
+    checksum = hashlib.sha256(ca_text.encode())
     for folder in CONFIGS.values():
         for name in sorted(walk(folder)):
             checksum.update(
@@ -119,13 +124,15 @@ def workload_patch(
     checksum: str,
     keys: dict[str, tuple[str, str]],
     values: dict[str, tuple[str, str]],
+    ca: bool = False,
 ) -> dict[str, t.Any] | None:
     """Mount the credential Secrets where the ConfigMaps were (with the checksum
     annotation); give Jobs every Secret value as a ``secretKeyRef`` variable; turn
-    every container variable whose value came from a Secret into a reference."""
+    every container variable whose value came from a Secret into a reference;
+    mount the CA bundle when ``ca``."""
     spec = workload["spec"]["template"]["spec"]
     template: dict[str, t.Any] = {"spec": {}}
-    volumes = secret_volumes(spec)
+    volumes = secret_volumes(spec) + ([services.ca_volume()] if ca else [])
     if volumes:
         template["metadata"] = {"annotations": {CHECKSUM_ANNOTATION: checksum}}
         template["spec"]["volumes"] = volumes
@@ -134,8 +141,13 @@ def workload_patch(
         env = referenced_env(container, values)
         if workload["kind"] == "Job":
             env += secret_env(keys)
+        patch: dict[str, t.Any] = {"name": container["name"]}
         if env:
-            containers.append({"name": container["name"], "env": env})
+            patch["env"] = env
+        if ca:
+            patch["volumeMounts"] = [services.ca_mount()]
+        if len(patch) > 1:
+            containers.append(patch)
     if containers:
         template["spec"]["containers"] = containers
     if not template["spec"]:
@@ -146,6 +158,15 @@ def workload_patch(
         "metadata": {"name": workload["metadata"]["name"]},
         "spec": {"template": template},
     }
+
+
+def wants_ca(workload: dict[str, t.Any], openedx_image: str) -> bool:
+    """Every Job (init tasks reach MySQL) and every Deployment that runs the Open
+    edX image gets the CA bundle."""
+    if workload["kind"] == "Job":
+        return True
+    containers = workload["spec"]["template"]["spec"].get("containers") or []
+    return any(c.get("image") == openedx_image for c in containers)
 
 
 def referenced_env(

@@ -22,6 +22,7 @@ from ..exceptions import EksError
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
+    from ..environment import CaBundle
 
 DEFAULT_TEMPLATE = "eks/k8s/defaults/{name}.yml"
 OUTPUT = "plugins/eks/k8s/manifests.yml"
@@ -167,7 +168,20 @@ def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
             messages += beside_defaults(display, documents, defaults, hosts, variables)
     for message in messages:  # once every file rendered and checked
         warn(message)
+    if resolution.ca_bundle is not None:
+        parts.append(ca_bundle_part(resolution.ca_bundle))
     return "---\n".join(parts)
+
+
+def ca_bundle_part(ca: CaBundle) -> str:
+    """The CA bundle's ConfigMap (``render/services.py``), as a manifest part."""
+    import yaml
+
+    from .services import ca_configmap
+
+    return f"# Source: {ca.display}\n" + yaml.safe_dump(
+        ca_configmap(ca), sort_keys=False
+    )
 
 
 #: The names of the default manifests (``k8s/<name>.yml`` replaces one).
