@@ -57,6 +57,9 @@ setup(
             "kubernetes-validate>=1.30",
             "tutor-mfe>=22,<23",
             "django>=4.2",
+            # the settings an environment renders, used as the pods use them
+            "django-redis>=5.4",
+            "kombu>=5.3",
             "django-storages[s3]>=1.14",
             "moto[server]>=5",
             "redis>=5",

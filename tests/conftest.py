@@ -196,6 +196,8 @@ TIER_FIXTURES = {
     "cluster": "cluster",
     "mariadb": "services",
     "redis_server": "services",
+    "redis_tls": "services",
+    "mariadb_tls": "services",
     "s3_server": "services",
     "crd_schemas": "kubectl",
     "actionlint": "kubectl",

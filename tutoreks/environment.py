@@ -574,7 +574,7 @@ def load_ca_bundle(
     elif not isinstance(setting, str) or "{" in setting:
         raise EksError(f"{source}: EKS_CA_BUNDLE must be a plain file path.")
     else:
-        path = environment.path / os.path.expanduser(setting)
+        path = Path(os.path.normpath(environment.path / os.path.expanduser(setting)))
         if not path.is_file():
             raise EksError(
                 f"{source}: EKS_CA_BUNDLE names {display_path(path)}, which is not a file."

@@ -36,6 +36,8 @@ ENVIRONMENT_ANNOTATION = ANNOTATION + "environment"
 TUTOR_VERSION_ANNOTATION = ANNOTATION + "tutor-version"
 PLUGIN_VERSION_ANNOTATION = ANNOTATION + "plugin-version"
 DEPLOYED_AT_ANNOTATION = ANNOTATION + "deployed-at"
+#: The Redis key prefix of the last successful deploy (render/services.py).
+REDIS_PREFIX_ANNOTATION = ANNOTATION + "redis-key-prefix"
 LABELS = {
     "app.kubernetes.io/managed-by": "tutor-contrib-eks",
     "app.kubernetes.io/component": "state",

@@ -7,12 +7,14 @@ environment is selected:
   changed, as it would from a persistent root;
 - before ``start`` applies anything: the namespace must not run another Tutor
   instance (``deploy/adopt.py``), and the deploy settings (``EKS_ROLLOUT_TIMEOUT``,
-  ``EKS_JOB_TIMEOUT``) must be valid;
+  ``EKS_JOB_TIMEOUT``) must be valid; a changed Redis key prefix is said
+  (``render/services.py``);
 - after ``start`` applied the objects: the inventory of what it applied grows
   (``deploy/prune.py``); then the wait for every Deployment of the instance to roll
   out (``deploy/rollout.py``); then, only after a successful rollout, the objects
   earlier deploys applied and this one no longer renders are pruned, and the state
-  records the Tutor release, the plugin version and the inventory of this deploy.
+  records the Tutor release, the plugin version, the Redis key prefix and the
+  inventory of this deploy.
   ``launch`` invokes ``start`` before ``init``: the rollout is waited for before
   the migrations, as Tutor's own order has it (its ``init`` waits for caddy and the
   databases it runs);
@@ -51,6 +53,7 @@ def before_start(root: str) -> None:
     _configs[root] = config
     if resolution.state is None:
         return
+    warn_prefix_change(resolution.state.annotations, config)
     instance = resolution.state.values.get("ID")
     if instance is not None and "ID" in resolution.state.provided(resolution.sources):
         adopt.refuse_foreign_instance(resolve.client(), resolution.namespace, instance)
@@ -87,8 +90,19 @@ def after_start(root: str) -> None:
         prune.report(outcome, namespace)
         annotations[prune.INVENTORY_ANNOTATION] = prune.encode(outcome.inventory(plan))
     if resolution.state is not None:
+        annotations[state.REDIS_PREFIX_ANNOTATION] = str(config["REDIS_KEY_PREFIX"])
         state.record_deploy(kube, resolution.state, annotations)
     resolve.forget()
+
+
+def warn_prefix_change(annotations: dict[str, str], config: dict[str, t.Any]) -> None:
+    from tutor import fmt
+
+    from ..render import services
+
+    message = services.prefix_change(annotations, str(config["REDIS_KEY_PREFIX"]))
+    if message:
+        fmt.echo_alert(message)
 
 
 def job_polled(config: dict[str, t.Any], job_name: str) -> None:

@@ -68,19 +68,25 @@ def _tutoreks_redis_server(redis):
     return scheme + "://" + auth + redis["host"] + ":" + str(redis["port"])
 
 
-def _tutoreks_caches(settings, data, server, ssl_options):
-    from urllib.parse import urlsplit
+def _tutoreks_redis_target(location):
+    # host:port and path of a redis:// URL whose user part Tutor did not escape
+    rest = location.split("://", 1)[-1].rsplit("@", 1)[-1]
+    server, _, path = rest.partition("/")
+    return server.lower(), path.split("?", 1)[0]
 
+
+def _tutoreks_caches(settings, data, server, ssl_options):
     redis = data["redis"]
+    ours = (redis["host"] + ":" + str(redis["port"])).lower()
     for cache in (settings.get("CACHES") or {}).values():
         backend = str(cache.get("BACKEND", ""))
         if "redis" not in backend.lower():
             continue
         cache["KEY_PREFIX"] = redis["prefix"] + ":" + str(cache.get("KEY_PREFIX") or "")
-        location = urlsplit(str(cache.get("LOCATION", "")))
-        if location.hostname != redis["host"].lower() or location.port != redis["port"]:
+        target, path = _tutoreks_redis_target(str(cache.get("LOCATION", "")))
+        if target != ours:
             continue
-        cache["LOCATION"] = server + (location.path or "/" + str(redis["cache_db"]))
+        cache["LOCATION"] = server + "/" + (path or str(redis["cache_db"]))
         options = cache.setdefault("OPTIONS", {})
         if backend.startswith("django_redis."):
             options = options.setdefault("CONNECTION_POOL_KWARGS", {})
@@ -157,6 +163,7 @@ def _tutoreks_backing_services(settings, data):
 
 FUNCTIONS = (
     "_tutoreks_redis_ssl",
+    "_tutoreks_redis_target",
     "_tutoreks_redis_server",
     "_tutoreks_caches",
     "_tutoreks_celery",
@@ -283,3 +290,26 @@ def task_prelude(script: str) -> str:
     if "mysql " not in script:
         return script
     return MYSQL_TASK_PRELUDE + script
+
+
+def prefix_change(annotations: t.Mapping[str, str], current: str) -> str | None:
+    """What to tell the operator when this deploy changes the environment's Redis
+    key prefix (``annotations``: the state's, from the last successful deploy)."""
+    from ..config.state import DEPLOYED_AT_ANNOTATION, REDIS_PREFIX_ANNOTATION
+
+    if DEPLOYED_AT_ANNOTATION not in annotations:
+        return None  # a first deploy: nothing was written under another prefix
+    previous = annotations.get(REDIS_PREFIX_ANNOTATION)
+    if previous == current:
+        return None
+    before = (
+        f"'{previous}:'" if previous else "no prefix, deployed by an earlier version"
+    )
+    return (
+        f"Redis keys of this environment now start with '{current}:' (before: "
+        f"{before}). Celery tasks still queued under the old prefix are not picked "
+        "up, caches and sessions start empty (users sign in again), and event bus "
+        "consumers start on new topics. To drain the queues first, deploy with the "
+        "old REDIS_KEY_PREFIX, stop the LMS and CMS, let the workers finish, then "
+        "deploy again."
+    )
