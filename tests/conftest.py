@@ -313,7 +313,15 @@ def validate(
 # The control plane's session fixture (tests/cluster/conftest.py), for the
 # cluster tests in this directory.
 from tests.cluster.conftest import Cluster, cluster  # noqa: E402, F401
-from tests.services import mariadb, redis_server, s3_server  # noqa: E402, F401
+from tests.services import (  # noqa: E402, F401
+    mariadb,
+    mariadb_tls,
+    other_ca,
+    redis_server,
+    redis_tls,
+    s3_server,
+    tls_ca,
+)
 
 
 def use_cluster(

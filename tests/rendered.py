@@ -45,13 +45,11 @@ def tutor_literals(text: str) -> dict[str, t.Any]:
 
 def edx_platform_values(env_yml: dict[str, t.Any]) -> dict[str, t.Any]:
     """What edx-platform's production.py sets from the YAML (lms/envs/production.py)."""
-    broker = "{0}://{1}:{2}@{3}/{4}".format(
-        env_yml["CELERY_BROKER_TRANSPORT"],
-        env_yml["CELERY_BROKER_USER"],
-        env_yml["CELERY_BROKER_PASSWORD"],
-        env_yml["CELERY_BROKER_HOSTNAME"],
-        env_yml["CELERY_BROKER_VHOST"],
+    parts = ("TRANSPORT", "USER", "PASSWORD", "HOSTNAME", "VHOST")
+    transport, user, password, hostname, vhost = (
+        env_yml[f"CELERY_BROKER_{part}"] for part in parts
     )
+    broker = f"{transport}://{user}:{password}@{hostname}/{vhost}"
     return {
         "DATABASES": env_yml["DATABASES"],
         "BROKER_URL": broker,
@@ -79,7 +77,9 @@ def applied_settings(
     namespace["DOC_STORE_CONFIG"] = namespace["mongodb_parameters"]
     store = {"DOC_STORE_CONFIG": copy.deepcopy(namespace["mongodb_parameters"])}
     namespace["MODULESTORE"] = {"default": {"OPTIONS": {"stores": [store]}}}
-    exec(compile(settings_block(text), f"{service}/production.py", "exec"), namespace)
+    # The plugin's own rendered settings code, run as the pods run it.
+    code = compile(settings_block(text), f"{service}/production.py", "exec")
+    exec(code, namespace)  # noqa: S102
     settings = {k: v for k, v in namespace.items() if not k.startswith("__")}
     if ca_file is not None:
         settings = relocated(settings, str(ca_file))

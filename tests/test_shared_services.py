@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from kombu.utils.url import url_to_parts
-from redis.connection import parse_url
+from redis.connection import parse_url as redis_parse_url
 
 from tutoreks.config.state import DEPLOYED_AT_ANNOTATION, REDIS_PREFIX_ANNOTATION
 from tutoreks.render import services
 
 from .conftest import Project
 from .rendered import applied_settings
+from .services import make_tls_files
 
 #: An AUTH token with characters a URL cannot hold as they are. TUTOR_ variables
 #: reach Tutor's templates unescaped (no quote or backslash here); values from
@@ -25,20 +26,15 @@ TOKEN = "to:k@n/with%all#the?chars [] 'and' $ & ~"
 SERVICES = ("lms", "cms")
 
 
+def parse_url(url: str) -> dict[str, t.Any]:
+    """What redis-py (django-redis, the event bus) makes of a URL."""
+    return dict(redis_parse_url(url))  # type: ignore[no-untyped-call]
+
+
 def make_ca(directory: Path) -> Path:
     """A throwaway CA certificate (PEM), made with the openssl command line."""
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-            "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.pem"),
-            "-subj", "/CN=tutor-contrib-eks test CA", "-days", "2",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return directory / "ca.pem"
+    return make_tls_files(directory, "tutor-contrib-eks-test-CA").ca
 
 
 def environment(project: Project, name: str, extra: str = "") -> None:
