@@ -4,7 +4,6 @@ the CA bundle's ConfigMap and mounts, and each bad input."""
 
 from __future__ import annotations
 
-import subprocess
 import typing as t
 from pathlib import Path
 
