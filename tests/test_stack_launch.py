@@ -29,6 +29,7 @@ from .conftest import (
     put_secret,
     use_cluster,
 )
+from .rendered import applied_settings
 
 pytestmark = pytest.mark.cluster
 
@@ -84,9 +85,14 @@ def stack_environment(project: Project, cluster: Cluster, namespace: str) -> Non
         "EKS_ACME_EMAIL: hostmaster@northwind.example\n",
         encoding="utf-8",
     )
+    stack_environment_selection(project, cluster, "prod")
+
+
+def stack_environment_selection(project: Project, cluster: Cluster, name: str) -> None:
+    """Select environment ``name``; Secrets and state read with the defaults."""
     project.environ.pop("TUTOR_EKS_SECRETS", None)
     project.environ.pop("TUTOR_EKS_STATE_SECRET", None)
-    project.environ["TUTOR_EKS_ENVIRONMENT"] = "prod"
+    project.environ["TUTOR_EKS_ENVIRONMENT"] = name
     use_cluster(project, cluster)
 
 
@@ -168,8 +174,14 @@ def test_stack_secrets_deploy_with_the_default_settings(
         assert "JWT_RSA_PRIVATE_KEY" not in state["data"]
         assert "ID" in state["data"]
 
+        # The stack's Redis key prefix separates this environment's keys.
+        assert job.value("REDIS_KEY_PREFIX") == "prod"
+        lms = applied_settings(job.root / "env", "lms")
+        assert lms["BROKER_TRANSPORT_OPTIONS"]["global_keyprefix"] == "prod:"
+        assert lms["CACHES"]["default"]["KEY_PREFIX"] == "prod:default"
+
         # Keys nothing uses are not injected, and listed as unused.
-        for key in ("S3_BACKUP_BUCKET", "REDIS_KEY_PREFIX", "FORUM_MONGODB_AUTH_MECH"):
+        for key in ("S3_BACKUP_BUCKET", "FORUM_MONGODB_AUTH_MECH"):
             missing = job.tutor("config", "printvalue", key, check=False)
             assert missing.returncode != 0, key
         listing = job.tutor("eks", "secrets").stdout
@@ -180,13 +192,13 @@ def test_stack_secrets_deploy_with_the_default_settings(
         }
         for key in (
             "S3_BACKUP_BUCKET",
-            "REDIS_KEY_PREFIX",
             "FORUM_MONGODB_USE_SSL",
             "FORUM_MONGODB_AUTH_MECH",
         ):
             assert "unused" in rows[key], key
         assert "jwt/private_key" in rows["JWT_RSA_PRIVATE_KEY"]
         assert "unused" not in rows["S3_STORAGE_BUCKET"]
+        assert "unused" not in rows["REDIS_KEY_PREFIX"]
         assert "unused" not in rows["ADMIN_PASSWORD"]
 
         # The admin user's Job ran last, completed, and holds no value.
@@ -230,6 +242,41 @@ def test_stack_secrets_deploy_with_the_default_settings(
         print(f"\nlaunch with the stack's Secrets: {elapsed:.1f} s")
     finally:
         delete_deployment(cluster, namespace)
+
+
+def test_two_stack_environments_keep_their_redis_keys_apart(
+    project: Project, cluster: Cluster
+) -> None:
+    """qa and prod of one stack, each with its Terraform's Secrets in its own
+    namespace, saved from empty roots: each writes to the stack's one Redis under
+    the prefix its ``redis`` Secret gives (``REDIS_KEY_PREFIX``)."""
+    run = uuid.uuid4().hex[:6]
+    settings = {}
+    try:
+        for name in ("qa", "prod"):
+            namespace = f"northwind-{run}-{name}"
+            create_secrets(cluster, namespace)
+            project.write(
+                f"environments/{name}/config.yml",
+                f"LMS_HOST: {name}.northwind.example\nK8S_NAMESPACE: {namespace}\n",
+            )
+            stack_environment_selection(project, cluster, name)
+            job = stack_job(project, f"{name}-root")
+            job.tutor("config", "save")
+            settings[name] = applied_settings(job.root / "env", "lms")
+        for name in ("qa", "prod"):
+            caches = settings[name]["CACHES"].values()
+            assert {c["KEY_PREFIX"].split(":")[0] for c in caches} == {name}
+            assert settings[name]["BROKER_TRANSPORT_OPTIONS"]["global_keyprefix"] == (
+                f"{name}:"
+            )
+            assert settings[name]["EVENT_BUS_TOPIC_PREFIX"] == name
+    finally:
+        for name in ("qa", "prod"):
+            cluster.kubectl(
+                "delete", "namespace", f"northwind-{run}-{name}", "--wait=false",
+                check=False,
+            )  # fmt: skip
 
 
 def test_mysql_host_differing_across_secrets_names_both(
