@@ -44,9 +44,12 @@ def environment(project: Project, name: str, extra: str = "") -> None:
     )
 
 
-def saved(project: Project, name: str, service: str = "lms") -> dict[str, t.Any]:
+def saved(project: Project, name: str) -> dict[str, dict[str, t.Any]]:
+    """One `tutor config save`: the LMS and the CMS settings it renders."""
     project.save(name)
-    return applied_settings(project.root / "env", service)
+    return {
+        service: applied_settings(project.root / "env", service) for service in SERVICES
+    }
 
 
 def redis_caches(settings: dict[str, t.Any]) -> list[dict[str, t.Any]]:
@@ -58,37 +61,36 @@ def redis_caches(settings: dict[str, t.Any]) -> list[dict[str, t.Any]]:
 # --- one Redis namespace per environment -------------------------------------------
 
 
-@pytest.mark.parametrize("service", SERVICES)
 def test_two_environments_on_one_redis_write_under_their_own_prefix(
-    project: Project, service: str
+    project: Project,
 ) -> None:
     environment(project, "qa")
     environment(project, "prod")
-    found = {}
+    found: dict[str, set[str]] = {"qa": set(), "prod": set()}
     for name in ("qa", "prod"):
-        settings = saved(project, name, service)
         prefix = f"openedx-{name}:"
-        for cache in redis_caches(settings):
-            assert cache["KEY_PREFIX"].startswith(prefix), cache
-            assert cache["LOCATION"] == "redis://redis.stack.example.com:6379/1"
-        assert settings["BROKER_URL"] == "redis://redis.stack.example.com:6379/0"
-        assert settings["BROKER_TRANSPORT_OPTIONS"] == {
-            "fanout_patterns": True,
-            "fanout_prefix": True,
-            "global_keyprefix": prefix,
-        }
-        assert settings["EVENT_BUS_TOPIC_PREFIX"] == f"openedx-{name}"
-        assert (
-            settings["EVENT_BUS_REDIS_CONNECTION_URL"]
-            == "redis://redis.stack.example.com:6379/"
-        )
-        found[name] = {c["KEY_PREFIX"] for c in redis_caches(settings)}
+        for settings in saved(project, name).values():
+            for cache in redis_caches(settings):
+                assert cache["KEY_PREFIX"].startswith(prefix), cache
+                assert cache["LOCATION"] == "redis://redis.stack.example.com:6379/1"
+                found[name].add(cache["KEY_PREFIX"])
+            assert settings["BROKER_URL"] == "redis://redis.stack.example.com:6379/0"
+            assert settings["BROKER_TRANSPORT_OPTIONS"] == {
+                "fanout_patterns": True,
+                "fanout_prefix": True,
+                "global_keyprefix": prefix,
+            }
+            assert settings["EVENT_BUS_TOPIC_PREFIX"] == f"openedx-{name}"
+            assert (
+                settings["EVENT_BUS_REDIS_CONNECTION_URL"]
+                == "redis://redis.stack.example.com:6379/"
+            )
     assert not found["qa"] & found["prod"]
 
 
 def test_the_environment_chooses_its_prefix(project: Project) -> None:
     environment(project, "qa", "REDIS_KEY_PREFIX: courses-qa\n")
-    settings = saved(project, "qa")
+    settings = saved(project, "qa")["cms"]
     assert {c["KEY_PREFIX"].split(":")[0] for c in redis_caches(settings)} == {
         "courses-qa"
     }
@@ -117,14 +119,13 @@ def test_a_bad_prefix_is_refused_and_nothing_is_written(
 # --- Redis over TLS with an AUTH token ---------------------------------------------------
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_redis_tls_with_an_auth_token_everywhere(
-    project: Project, service: str
-) -> None:
+def test_redis_tls_with_an_auth_token_everywhere(project: Project) -> None:
     environment(project, "qa", "REDIS_USE_SSL: true\n")
     make_ca(project.path / "ca").rename(project.path / "environments/qa/ca-bundle.pem")
     project.environ["TUTOR_REDIS_PASSWORD"] = TOKEN
-    settings = saved(project, "qa", service)
+    both = saved(project, "qa")
+    assert both["lms"]["CACHES"] == both["cms"]["CACHES"]
+    settings = both["lms"]
     for cache in redis_caches(settings):
         location = parse_url(cache["LOCATION"])
         assert cache["LOCATION"].startswith("rediss://")
@@ -156,7 +157,7 @@ def test_redis_acl_user_and_no_ca_bundle(project: Project) -> None:
     """A user name makes it an ACL user; without a bundle the system's CAs verify."""
     environment(project, "qa", "REDIS_USE_SSL: true\nEKS_TLS_CHECK_HOSTNAME: false\n")
     project.environ.update(TUTOR_REDIS_USERNAME="open@edx", TUTOR_REDIS_PASSWORD=TOKEN)
-    settings = saved(project, "qa")
+    settings = saved(project, "qa")["lms"]
     location = parse_url(redis_caches(settings)[0]["LOCATION"])
     assert (location["username"], location["password"]) == ("open@edx", TOKEN)
     assert settings["BROKER_USE_SSL"] == {
@@ -179,8 +180,8 @@ def test_mysql_tls_verifies_with_the_bundle(
         f"MYSQL_USE_SSL: true\nEKS_TLS_CHECK_HOSTNAME: {str(check_hostname).lower()}\n",
     )
     make_ca(project.path / "ca").rename(project.path / "environments/qa/ca-bundle.pem")
-    for service in SERVICES:
-        options = saved(project, "qa", service)["DATABASES"]["default"]["OPTIONS"]
+    for settings in saved(project, "qa").values():
+        options = settings["DATABASES"]["default"]["OPTIONS"]
         assert options["ssl"] == {"ca": services.CA_PATH}
         assert options["ssl_mode"] == (
             "VERIFY_IDENTITY" if check_hostname else "VERIFY_CA"
@@ -206,7 +207,7 @@ def test_mysql_tls_without_a_bundle_is_refused(project: Project) -> None:
 def test_documentdb(project: Project) -> None:
     environment(project, "qa", "MONGODB_USE_SSL: true\nMONGODB_RETRY_WRITES: false\n")
     make_ca(project.path / "ca").rename(project.path / "environments/qa/ca-bundle.pem")
-    settings = saved(project, "qa")
+    settings = saved(project, "qa")["lms"]
     for config in (
         settings["mongodb_parameters"],
         settings["MODULESTORE"]["default"]["OPTIONS"]["stores"][0]["DOC_STORE_CONFIG"],
@@ -218,7 +219,7 @@ def test_documentdb(project: Project) -> None:
 
 def test_nothing_changes_for_mongodb_and_mysql_by_default(project: Project) -> None:
     environment(project, "qa")
-    settings = saved(project, "qa")
+    settings = saved(project, "qa")["lms"]
     assert "ssl" not in settings["DATABASES"]["default"]["OPTIONS"]
     assert not {"tlsCAFile", "retryWrites"} & set(settings["mongodb_parameters"])
     assert "openedx-ca-bundle" not in project.env_file("plugins/eks/k8s/manifests.yml")
