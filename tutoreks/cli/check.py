@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import typing as t
 
 import click
 
 from ..deploy import preflight
 from ..exceptions import EksError
 from .common import load, selected_name
+
+if t.TYPE_CHECKING:
+    from ..config.resolve import Resolution
 
 
 @click.command(
@@ -37,9 +41,11 @@ def command(ctx: click.Context, as_json: bool) -> None:
         else:
             # The preflight uses the exact values, not their template escapes.
             exact = {**config, **resolution.raw_values()}
-            results += preflight.run(
-                preflight.checks_for(exact, client), resolution.sensitive_values()
+            bundle = resolution.ca_bundle
+            checks = preflight.checks_for(
+                exact, client, bundle.path if bundle is not None else None
             )
+            results += preflight.run(checks, hidden_values(config, resolution))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
@@ -52,6 +58,21 @@ def command(ctx: click.Context, as_json: bool) -> None:
                 err=True,
             )
         ctx.exit(1)
+
+
+def hidden_values(config: dict[str, t.Any], resolution: Resolution) -> list[str]:
+    """The values scrubbed from the checks' details: every one from a Secret or the
+    state, except the words of boolean settings ("REDIS_USE_SSL is false" stays
+    readable), unless another key holds the same word."""
+    provided = resolution.secrets.values if resolution.secrets else {}
+    kept = resolution.state.values if resolution.state else {}
+    words = {v for k, v in provided.items() if isinstance(config.get(k), bool)}
+    others = {
+        v
+        for k, v in [*provided.items(), *kept.items()]
+        if not isinstance(config.get(k), bool)
+    }
+    return [v for v in resolution.sensitive_values() if v not in words - others]
 
 
 def print_table(results: list[preflight.Result]) -> None:
