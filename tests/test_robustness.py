@@ -51,7 +51,7 @@ def test_two_saves_in_one_root_at_once_both_succeed(project: Project) -> None:
         _out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err[-2000:]
     config = project.config()
-    assert config["PLUGINS"] == ["eks"] and "LMS_HOST" not in config
+    assert "eks" in config["PLUGINS"] and "LMS_HOST" not in config
     assert not list(project.root.glob(".eks-env-backup-*"))
     assert "lms.dev.example.com" in project.env_file("apps/openedx/config/lms.env.yml")
 
@@ -112,7 +112,7 @@ def test_enabling_the_plugin_in_ci_writes_no_generated_value(project: Project) -
         },
     )
     config = project.config()
-    assert config["PLUGINS"] == ["eks"]
+    assert "eks" in config["PLUGINS"]
     assert not set(config) & set(tutor_compat.unique_keys()), sorted(config)
 
 
