@@ -404,9 +404,19 @@ class Layers:
         kept = state.read(
             client(), self.namespace(), resolution.state_secret, self.environment.name
         )
+        unknown = state.check(
+            kept, tutor_compat.unique_keys(), tutor_compat.load_defaults()
+        )
+        if unknown:
+            from tutor import fmt
+
+            fmt.echo_alert(
+                f"Not read from the {kept.display}: {', '.join(sorted(unknown))} "
+                "(no enabled plugin generates them)."
+            )
         resolution.state = kept
         for key, value in kept.values.items():
-            if key in resolution.values or env_value(key)[0]:
+            if key in unknown or key in resolution.values or env_value(key)[0]:
                 continue
             resolution.values[key] = values.template_value(key, value)
             resolution.sources[key] = (

@@ -22,6 +22,7 @@ upgrade steps when the release changed.
 from __future__ import annotations
 
 import os
+import re
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -151,6 +152,73 @@ def parse(
         annotations={str(k): str(v) for k, v in annotations.items()},
         resource_version=str(metadata.get("resourceVersion") or "") or None,
     )
+
+
+# --- what the state may hold ----------------------------------------------------------
+
+#: ``ID`` is in every label selector: a label value.
+_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+#: A Tutor release this plugin supports (``tutor>=22,<23``).
+_SUPPORTED_TUTOR = re.compile(r"^22\.\d{1,4}\.\d{1,4}$")
+MAX_VALUE = 16 * 1024
+
+
+def check(
+    state: State, unique_keys: t.Collection[str], other_settings: t.Collection[str]
+) -> list[str]:
+    """The state supplies Tutor's generated settings and nothing else. A key that
+    is another setting (``other_settings``: Tutor's and the plugins' defaults; or
+    one that steers the deploy), a value no generated setting can have, or a
+    recorded Tutor release this plugin cannot have written is refused, naming the
+    Secret and the key or annotation, never the value. The keys no loaded plugin
+    knows (a disabled plugin's) are returned: they are not read."""
+    from .values import is_steering
+
+    unknown = []
+    for key, value in state.values.items():
+        where = f"The {state.display} key {key}"
+        if (
+            key not in unique_keys
+            and key not in other_settings
+            and not is_steering(key)
+        ):
+            unknown.append(key)
+            continue
+        if key not in unique_keys:
+            raise EksError(
+                f"{where} is not one of the settings Tutor generates (the unique "
+                "settings of Tutor and of the enabled plugins): the state never "
+                f"supplies other settings. Remove the key (kubectl -n {state.namespace} "
+                f"edit secret {state.name}); nothing was written or applied."
+            )
+        check_value(key, value, where)
+    version = state.annotations.get(TUTOR_VERSION_ANNOTATION)
+    if version is not None and not _SUPPORTED_TUTOR.match(version):
+        raise EksError(
+            f"The {state.display} annotation {TUTOR_VERSION_ANNOTATION} is not a Tutor "
+            "22 release: this plugin never records another. Remove the annotation "
+            f"(kubectl -n {state.namespace} annotate secret {state.name} "
+            f"{TUTOR_VERSION_ANNOTATION}-); nothing was written or applied."
+        )
+    return unknown
+
+
+def check_value(key: str, value: str, where: str) -> None:
+    from . import values
+
+    if key == "ID":
+        if not _ID.match(value):
+            raise EksError(
+                f"{where}: an ID is a label value (letters, digits, '-', '_', '.', "
+                "at most 63), as Tutor generates it."
+            )
+    elif key in values.PEM_KEYS:
+        values.check_pem(value, where)
+    elif len(value) > MAX_VALUE or not all(map(values.printable, value)):
+        raise EksError(
+            f"{where}: the value is longer than 16 KiB or holds a newline, control "
+            "or non-printable character, which no generated setting has."
+        )
 
 
 # --- writing ---------------------------------------------------------------------------

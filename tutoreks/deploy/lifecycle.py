@@ -54,6 +54,9 @@ def before_start(root: str) -> None:
     if resolution.state is None:
         return
     warn_prefix_change(resolution.state.annotations, config)
+    from . import prune
+
+    prune.recorded(resolution.state)  # an inventory problem is said before applying
     instance = resolution.state.values.get("ID")
     if instance is not None and "ID" in resolution.state.provided(resolution.sources):
         adopt.refuse_foreign_instance(resolve.client(), resolution.namespace, instance)

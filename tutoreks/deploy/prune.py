@@ -31,6 +31,7 @@ them) and carry no instance label. ``EKS_PRUNE: false`` turns this off;
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import typing as t
 from dataclasses import dataclass, field
@@ -46,6 +47,24 @@ if t.TYPE_CHECKING:
     from ..kube import Kube, Resource
 
 INVENTORY_ANNOTATION = ANNOTATION + "applied"
+_API_VERSION = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$"
+)
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+#: Objects controllers create and own: a deploy never applies or prunes them.
+CONTROLLER_KINDS = frozenset(
+    {
+        "Pod",
+        "ReplicaSet",
+        "ControllerRevision",
+        "Endpoints",
+        "EndpointSlice",
+        "Event",
+        "Lease",
+        "Namespace",
+    }
+)
 COMPONENT_LABEL = "app.kubernetes.io/component"
 PVC_KIND = "PersistentVolumeClaim"
 
@@ -77,10 +96,22 @@ class Ref:
 
     @classmethod
     def parse(cls, text: str) -> Ref | None:
+        """A reference as the inventory records it, or None when it is not one
+        (an API version, a kind, a DNS-1123 name) or names an object a controller
+        owns (never the deploy's to delete)."""
         parts = text.rsplit("/", 2)
-        if len(parts) != 3 or not all(parts):
+        if len(parts) != 3:
             return None
-        return cls(*parts)
+        api_version, kind, name = parts
+        if (
+            not _API_VERSION.match(api_version)
+            or not _KIND.match(kind)
+            or not _NAME.match(name)
+            or len(name) > 253
+            or kind in CONTROLLER_KINDS
+        ):
+            return None
+        return cls(api_version, kind, name)
 
 
 @dataclass
@@ -192,14 +223,36 @@ def applied_refs(kube: Kube, objects: list[dict[str, t.Any]]) -> list[Ref]:
 
 
 def recorded(state: State) -> list[Ref]:
-    """The inventory kept in the state Secret (empty before the first record)."""
-    text = state.annotations.get(INVENTORY_ANNOTATION, "")
+    """The inventory kept in the state Secret (empty before the first record);
+    entries that are not references are left out, with a warning."""
+    refs, problem = read_inventory(state.annotations.get(INVENTORY_ANNOTATION, ""))
+    if problem:
+        from ..render.manifests import warn
+
+        warn(
+            f"The {state.display} annotation {INVENTORY_ANNOTATION} {problem}: "
+            "those entries are not pruned (this deploy records a new inventory)."
+        )
+    return refs
+
+
+def read_inventory(text: str) -> tuple[list[Ref], str]:
+    """The references of an inventory annotation, and what was wrong with it."""
     try:
         items = json.loads(text) if text else []
     except ValueError:
-        items = []
-    refs = [Ref.parse(item) for item in items if isinstance(item, str)]
-    return [ref for ref in refs if ref is not None]
+        return [], "is not JSON"
+    if not isinstance(items, list):
+        return [], "is not a list"
+    refs = [Ref.parse(item) if isinstance(item, str) else None for item in items]
+    bad = sum(ref is None for ref in refs)
+    found = [ref for ref in refs if ref is not None]
+    if bad:
+        return found, (
+            f"holds {bad} entries that are not references to objects a deploy "
+            "applies (API version/kind/name)"
+        )
+    return found, ""
 
 
 def plan(kube: Kube, root: str, config: dict[str, t.Any], state: State) -> Plan:
