@@ -39,7 +39,9 @@ def test_a_state_of_generated_values_is_read() -> None:
         "JWT_RSA_PRIVATE_KEY": PEM,
         "OPENEDX_SECRET_KEY": "x" * 24,
     }
-    assert checked(values, **{state_module.TUTOR_VERSION_ANNOTATION: "22.0.3"}) == []
+    for release in ("22.0.0", tutor_compat.tutor_version(), "21.0.4"):
+        annotations = {state_module.TUTOR_VERSION_ANNOTATION: release}
+        assert checked(values, **annotations) == []
 
 
 @pytest.mark.parametrize(
@@ -80,7 +82,9 @@ def test_a_value_no_generated_setting_has_is_refused(
     assert SECRET_LOOKING not in str(error.value)
 
 
-@pytest.mark.parametrize("version", ["15.3.7", "22.0", "23.0.0", "22.0.3\nx", "latest"])
+@pytest.mark.parametrize(
+    "version", ["15.3.7", "20.0.0", "22.0", "22.99.0", "23.0.0", "22.0.3\nx", "latest"]
+)
 def test_a_release_this_plugin_never_records_is_refused(version: str) -> None:
     with pytest.raises(EksError, match="annotation tutor-contrib-eks/tutor-version"):
         checked({"ID": "abc"}, **{state_module.TUTOR_VERSION_ANNOTATION: version})

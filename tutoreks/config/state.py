@@ -158,8 +158,7 @@ def parse(
 
 #: ``ID`` is in every label selector: a label value.
 _ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-#: A Tutor release this plugin supports (``tutor>=22,<23``).
-_SUPPORTED_TUTOR = re.compile(r"^22\.\d{1,4}\.\d{1,4}$")
+_RELEASE = re.compile(r"^(\d{1,4})\.(\d{1,4})\.(\d{1,4})$")
 MAX_VALUE = 16 * 1024
 
 
@@ -192,15 +191,40 @@ def check(
                 f"edit secret {state.name}); nothing was written or applied."
             )
         check_value(key, value, where)
+    check_release(state)
+    return unknown
+
+
+def check_release(state: State) -> None:
+    """The recorded release decides which of Tutor's upgrade steps ``launch`` runs
+    (they delete Deployments): only this release or one major release before it."""
+    from .. import tutor_compat
+
     version = state.annotations.get(TUTOR_VERSION_ANNOTATION)
-    if version is not None and not _SUPPORTED_TUTOR.match(version):
+    if version is None:
+        return
+    current = _release(tutor_compat.tutor_version())
+    recorded = _release(version)
+    if (
+        recorded is None
+        or current is None
+        or not (current[0] - 1 <= recorded[0] and recorded <= current)
+    ):
         raise EksError(
             f"The {state.display} annotation {TUTOR_VERSION_ANNOTATION} is not a Tutor "
-            "22 release: this plugin never records another. Remove the annotation "
-            f"(kubectl -n {state.namespace} annotate secret {state.name} "
-            f"{TUTOR_VERSION_ANNOTATION}-); nothing was written or applied."
+            f"release from {current[0] - 1 if current else '?'}.0.0 up to the installed "
+            f"{tutor_compat.tutor_version()}: Tutor's upgrade steps from it cannot be "
+            "run. Remove the annotation (kubectl -n "
+            f"{state.namespace} annotate secret {state.name} {TUTOR_VERSION_ANNOTATION}-) "
+            "after checking what runs in the namespace; nothing was written or applied."
         )
-    return unknown
+
+
+def _release(version: str) -> tuple[int, int, int] | None:
+    found = _RELEASE.match(version)
+    if found is None:
+        return None
+    return (int(found[1]), int(found[2]), int(found[3]))
 
 
 def check_value(key: str, value: str, where: str) -> None:
