@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from .conftest import TUTOR, Project
 
 SLOW_PLUGIN = """
 import time
+import typing as t
 from tutor import hooks
 
 hooks.Filters.ENV_PATCHES.add_item(("openedx-lms-common-settings", "{{ slow_down() }}"))
@@ -76,10 +78,10 @@ def test_sigterm_during_a_save_restores_and_cleans_up(project: Project) -> None:
     assert not list(project.root.glob(".eks-env-backup-*")), "no backup left behind"
 
 
-def test_enabling_the_plugin_in_ci_reads_no_secret(project: Project) -> None:
-    """An environment selected and a cluster out of reach: `tutor plugins enable
-    eks` still enables the plugin (it never reads the cluster)."""
-    (project.root / "config.yml").write_text("{}\n", encoding="utf-8")
+def enable_in_ci(project: Project, root_config: str) -> dict[str, t.Any]:
+    """`tutor plugins enable eks` in a root holding ``root_config``, an environment
+    selected and the cluster out of reach: the root's config.yml after it."""
+    (project.root / "config.yml").write_text(root_config, encoding="utf-8")
     del project.environ["TUTOR_EKS_SECRETS"]
     result = project.tutor(
         "plugins",
@@ -90,7 +92,15 @@ def test_enabling_the_plugin_in_ci_reads_no_secret(project: Project) -> None:
             "KUBECONFIG": str(project.path / "nowhere.kubeconfig"),
         },
     )
-    assert "eks" in project.config()["PLUGINS"], result.stdout + result.stderr
+    config = project.config()
+    assert "eks" in config["PLUGINS"], result.stdout + result.stderr
+    return config
+
+
+def test_enabling_the_plugin_in_ci_reads_no_secret(project: Project) -> None:
+    """The plugin is enabled although the cluster cannot be reached (enabling
+    never reads it)."""
+    enable_in_ci(project, "{}\n")
 
 
 def test_enabling_the_plugin_in_ci_writes_no_generated_value(project: Project) -> None:
@@ -99,20 +109,8 @@ def test_enabling_the_plugin_in_ci_writes_no_generated_value(project: Project) -
     cluster, written by the first deploy: config.yml holds none of them."""
     from tutoreks import tutor_compat
 
-    (project.root / "config.yml").write_text("PLUGINS: []\n", encoding="utf-8")
-    del project.environ["TUTOR_EKS_SECRETS"]
     del project.environ["TUTOR_EKS_STATE_SECRET"]
-    project.tutor(
-        "plugins",
-        "enable",
-        "eks",
-        env={
-            "TUTOR_EKS_ENVIRONMENT": "dev",
-            "KUBECONFIG": str(project.path / "nowhere.kubeconfig"),
-        },
-    )
-    config = project.config()
-    assert "eks" in config["PLUGINS"]
+    config = enable_in_ci(project, "PLUGINS: []\n")
     assert not set(config) & set(tutor_compat.unique_keys()), sorted(config)
 
 

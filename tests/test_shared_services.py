@@ -52,6 +52,18 @@ def saved(project: Project, name: str) -> dict[str, dict[str, t.Any]]:
     }
 
 
+def failed_save(project: Project) -> str:
+    """A `tutor config save` of qa that must fail: its output. config.yml and env/
+    are as they were."""
+    before = project.fingerprint()
+    result = project.tutor(
+        "config", "save", env={"TUTOR_EKS_ENVIRONMENT": "qa"}, check=False
+    )
+    assert result.returncode != 0
+    assert project.fingerprint() == before
+    return result.stdout + result.stderr
+
+
 def redis_caches(settings: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     caches = [c for c in settings["CACHES"].values() if "redis" in c["BACKEND"]]
     assert len(caches) >= 7  # Tutor's seven, sessions among them ("default")
@@ -104,16 +116,10 @@ def test_a_bad_prefix_is_refused_and_nothing_is_written(
 ) -> None:
     environment(project, "qa")
     project.save("qa")
-    before = project.fingerprint()
     environment(project, "qa", f"REDIS_KEY_PREFIX: '{bad}'\n")
-    result = project.tutor(
-        "config", "save", env={"TUTOR_EKS_ENVIRONMENT": "qa"}, check=False
-    )
-    assert result.returncode != 0
     assert "REDIS_KEY_PREFIX: a Redis key prefix holds 1 to 63 letters" in (
-        result.stdout + result.stderr
+        failed_save(project)
     )
-    assert project.fingerprint() == before
 
 
 # --- Redis over TLS with an AUTH token ---------------------------------------------------
@@ -192,16 +198,10 @@ def test_mysql_tls_verifies_with_the_bundle(
 def test_mysql_tls_without_a_bundle_is_refused(project: Project) -> None:
     environment(project, "qa")
     project.save("qa")
-    before = project.fingerprint()
     environment(project, "qa", "MYSQL_USE_SSL: true\n")
-    result = project.tutor(
-        "config", "save", env={"TUTOR_EKS_ENVIRONMENT": "qa"}, check=False
-    )
-    assert result.returncode != 0
     assert "MYSQL_USE_SSL is true but the environment has no CA bundle" in (
-        result.stdout + result.stderr
+        failed_save(project)
     )
-    assert project.fingerprint() == before
 
 
 def test_documentdb(project: Project) -> None:
@@ -257,23 +257,15 @@ def test_a_bad_bundle_names_the_file(
 ) -> None:
     environment(project, "qa")
     project.write("environments/qa/ca-bundle.pem", content)
-    result = project.tutor(
-        "config", "save", env={"TUTOR_EKS_ENVIRONMENT": "qa"}, check=False
-    )
-    assert result.returncode != 0
-    assert f"environments/qa/ca-bundle.pem: {message}" in result.stdout + result.stderr
+    assert f"environments/qa/ca-bundle.pem: {message}" in failed_save(project)
 
 
 def test_eks_ca_bundle_names_a_missing_file(project: Project) -> None:
     environment(project, "qa", "EKS_CA_BUNDLE: certs/rds.pem\n")
-    result = project.tutor(
-        "config", "save", env={"TUTOR_EKS_ENVIRONMENT": "qa"}, check=False
-    )
-    assert result.returncode != 0
     assert (
         "environments/qa/config.yml: EKS_CA_BUNDLE names "
         "environments/qa/certs/rds.pem, which is not a file."
-    ) in result.stdout + result.stderr
+    ) in failed_save(project)
 
 
 def test_eks_ca_bundle_names_another_file(project: Project) -> None:
