@@ -234,7 +234,12 @@ def test_launch_from_an_empty_root_runs_the_release_upgrade(
             "--overwrite",
             "tutor-contrib-eks/tutor-version=21.0.4",
         )
-        launched = project.ci_job("run-2").tutor("k8s", "launch", "--non-interactive")
+        # The workflow's order: enabling the plugin (which renders env/ and writes
+        # env/version) with the environment selected, then launch.
+        job = project.ci_job("run-2")
+        (job.root / "config.yml").write_text("PLUGINS: []\n", encoding="utf-8")
+        job.tutor("plugins", "enable", "eks")
+        launched = job.tutor("k8s", "launch", "--non-interactive")
         assert "Upgrading from an older release" in launched.stdout
         annotations = cluster.get_json("secret", STATE, "-n", namespace)["metadata"][
             "annotations"

@@ -5,6 +5,7 @@ writes, and its inventory holds references to objects a deploy applies."""
 from __future__ import annotations
 
 import json
+import typing as t
 
 import pytest
 from tutor import config as tutor_config
@@ -14,9 +15,16 @@ from tutoreks.config import state as state_module
 from tutoreks.config.state import State
 from tutoreks.deploy import prune
 from tutoreks.exceptions import EksError
+from tutoreks.render import record
 
 from .cluster.conftest import Cluster
-from .conftest import Project, delete_deployment, deploy_environment
+from .conftest import (
+    Project,
+    delete_deployment,
+    deploy_environment,
+    mysql_secrets,
+    put_secret,
+)
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"
 SECRET_LOOKING = "s3cr3t-v4lu3-that-must-not-show"
@@ -177,3 +185,94 @@ def test_a_planted_state_key_stops_the_deploy_before_anything_changes(
         assert cluster.get_json("deployment", "lms", "-n", namespace)
     finally:
         delete_deployment(cluster, namespace)
+
+
+# --- env/ knows what it was rendered for ---------------------------------------------
+
+
+def render_record(**changes: t.Any) -> dict[str, t.Any]:
+    return {
+        "environment": "qa",
+        "namespace": "openedx-qa",
+        "instance": "abc123",
+        "cluster_read": True,
+        "environment_files": "d1g357",
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("recorded", "problem"),
+    [
+        (None, "was not rendered for environment 'qa' by tutor-contrib-eks"),
+        (
+            render_record(environment="prod"),
+            "was rendered for environment 'prod', not 'qa'",
+        ),
+        (render_record(namespace="openedx-prod"), "for namespace 'openedx-prod', not"),
+        (render_record(instance="other"), "for instance 'other', not 'abc123'"),
+        (render_record(cluster_read=False), "without reading the cluster's Secrets"),
+        (render_record(environment_files="0ld"), "older than the files of environment"),
+    ],
+)
+def test_a_render_for_something_else_is_refused(
+    recorded: dict[str, t.Any] | None, problem: str
+) -> None:
+    assert problem in record.mismatch(recorded, render_record())
+
+
+def test_the_render_for_the_selection_is_applied() -> None:
+    assert record.mismatch(render_record(), render_record()) == ""
+
+
+@pytest.mark.cluster
+def test_start_applies_only_the_render_of_the_selected_environment(
+    project: Project, cluster: Cluster
+) -> None:
+    """A root rendered for environment b, then `tutor k8s start` with c selected;
+    a root where only `tutor plugins enable` rendered; an environment changed after
+    its render: each start is refused, and nothing is applied or pruned."""
+    b = deploy_environment(project, cluster, "b")
+    project.save()
+    project.tutor("k8s", "start")
+    c = f"eks-c-{b[-6:]}"
+    cluster.kubectl("create", "namespace", c)
+    try:
+        for name, data in mysql_secrets().items():
+            put_secret(cluster, c, name, data)
+        project.write(
+            "environments/c/config.yml",
+            f"LMS_HOST: c.example.com\nK8S_NAMESPACE: {c}\n",
+        )
+        refused = project.tutor(
+            "k8s", "start", env={"TUTOR_EKS_ENVIRONMENT": "c"}, check=False
+        )
+        assert refused.returncode != 0
+        assert "was rendered for environment 'dev', not 'c'" in (
+            refused.stdout + refused.stderr
+        )
+        assert not cluster.get_json("deployments", "-n", c)["items"]
+        assert cluster.get_json("deployment", "lms", "-n", b)
+
+        job = project.ci_job("enabled-only")
+        (job.root / "config.yml").write_text("PLUGINS: []\n", encoding="utf-8")
+        job.tutor("plugins", "enable", "eks")
+        refused = job.tutor("k8s", "start", check=False)
+        assert "without reading the cluster's Secrets and state" in (
+            refused.stderr + refused.stdout
+        )
+        diff = job.tutor("eks", "diff", check=False)
+        assert diff.returncode != 0
+        assert "without reading the cluster" in diff.stderr + diff.stdout
+
+        config = project.path / "environments/dev/config.yml"
+        config.write_text(
+            config.read_text(encoding="utf-8") + "PLATFORM_NAME: B\n", encoding="utf-8"
+        )
+        refused = project.tutor("k8s", "start", check=False)
+        assert "older than the files of environment 'dev'" in (
+            refused.stdout + refused.stderr
+        )
+    finally:
+        delete_deployment(cluster, b)
+        delete_deployment(cluster, c)

@@ -30,6 +30,16 @@ PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
 
 hooks.Filters.CONFIG_USER.add()(resolve.config_user)
 hooks.Actions.ENV_SAVED.add()(guard.mark_env_saved)
+
+
+@hooks.Actions.ENV_SAVED.add()
+def _record_render(root_env: str, config: dict[str, t.Any]) -> None:
+    resolution = resolve.for_root(tutor_compat.current_root())
+    from .render import record
+
+    record.write(root_env, resolution, config)
+
+
 guard.install()
 
 

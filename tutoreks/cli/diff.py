@@ -13,7 +13,8 @@ from tutor import fmt
 
 from .. import tutor_compat
 from ..exceptions import EksError
-from .common import load, selected_name
+from ..render import record
+from .common import load
 
 
 @click.command(
@@ -23,7 +24,8 @@ from .common import load, selected_name
 @click.pass_context
 def command(ctx: click.Context) -> None:
     root = ctx.obj.root
-    selected_name(root)
+    config, resolution = load(root)
+    record.check(root, resolution, config)
     env_dir = tutor_compat.env_dir(root)
     if not os.path.exists(os.path.join(env_dir, "kustomization.yml")):
         raise EksError(

@@ -1,10 +1,13 @@
 """What a deploy does around Tutor's own ``tutor k8s launch`` and ``start``, when an
 environment is selected:
 
-- before ``launch``, in a root that has no ``env/version`` (a CI job's empty root):
-  the Tutor version of the last successful deploy, from the state, becomes
-  ``env/version``, so that Tutor runs its release-upgrade steps when the release
-  changed, as it would from a persistent root;
+- before ``launch``: the Tutor version of the last successful deploy, from the
+  state, becomes ``env/version`` (a CI job's root has none, or the one `tutor
+  plugins enable` just wrote), so that Tutor runs its release-upgrade steps when
+  the release the cluster runs changed;
+- before ``start``: env/ must have been rendered, reading the cluster, for the
+  selected environment, namespace and instance, from its current files
+  (``render/record.py``);
 - before ``start`` applies anything: the namespace must not run another Tutor
   instance (``deploy/adopt.py``), and the deploy settings (``EKS_ROLLOUT_TIMEOUT``,
   ``EKS_JOB_TIMEOUT``) must be valid; a changed Redis key prefix is said
@@ -37,17 +40,19 @@ def before_launch(root: str) -> None:
     if resolution is None or resolution.state is None:
         return
     last = resolution.state.last_tutor_version
-    if last and tutor_compat.env_version(root) is None:
+    if last and tutor_compat.env_version(root) != last:
         tutor_compat.write_env_version(root, last)
 
 
 def before_start(root: str) -> None:
+    from ..render import record
     from . import adopt, jobs
 
     resolution = resolve.for_root(root)
     if resolution is None:
         return
     config = tutor_compat.load_full(root)
+    record.check(root, resolution, config)
     jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")
     jobs.seconds(config, "EKS_JOB_TIMEOUT")
     _configs[root] = config
