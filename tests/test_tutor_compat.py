@@ -198,6 +198,8 @@ def test_public_host_templates_are_tutors_app_public_hosts() -> None:
         "LMS_HOST": "lms.example.com",
         "CMS_HOST": "studio.example.com",
         "MEILISEARCH_PUBLIC_URL": "https://meilisearch.lms.example.com",
+        # tutor-mfe's host, when an in-process test of this worker loaded mfe
+        "MFE_HOST": "apps.lms.example.com",
     }
     rendered = [tutor_env.render_str(config, item) for item in templates]
     assert rendered[:2] == ["lms.example.com", "studio.example.com"]
