@@ -5,6 +5,7 @@ writes, and its inventory holds references to objects a deploy applies."""
 from __future__ import annotations
 
 import json
+import re
 import typing as t
 
 import pytest
@@ -13,7 +14,7 @@ from tutor import config as tutor_config
 from tutoreks import tutor_compat
 from tutoreks.config import state as state_module
 from tutoreks.config.state import State
-from tutoreks.deploy import prune
+from tutoreks.deploy import pods, prune, status
 from tutoreks.exceptions import EksError
 from tutoreks.render import record
 
@@ -276,3 +277,45 @@ def test_start_applies_only_the_render_of_the_selected_environment(
     finally:
         delete_deployment(cluster, b)
         delete_deployment(cluster, c)
+
+
+# --- cluster strings are text to show ------------------------------------------------
+
+HOSTILE = (
+    "\x1b[31mred\x1b[0m\rline\nbreak | [click](https://evil.example) "
+    "![img](https://evil.example/x.png) <script>alert(1)</script> \u202eevil "
+    + SECRET_LOOKING
+)
+
+
+def test_cluster_strings_are_scrubbed_stripped_and_shortened() -> None:
+    scrub = pods.Scrubber([SECRET_LOOKING])
+    item = status.cleaned(
+        status.Item(
+            "Certificate", "x" * 400, False, HOSTILE, HOSTILE * 5, {"why": [HOSTILE]}
+        ),
+        scrub,
+    )
+    for text in (item.status, item.detail, item.data["why"][0]):
+        assert SECRET_LOOKING not in text
+        assert all(ch.isprintable() for ch in text), repr(text)
+    assert item.data["why"][0].endswith("evil ***")
+    assert len(item.detail) <= pods.MESSAGE_LIMIT and item.detail.endswith("...")
+    assert len(item.name) <= pods.NAME_LIMIT
+
+
+def test_a_markdown_cell_shows_text_and_nothing_else() -> None:
+    report = status.Report(
+        "qa",
+        "openedx-qa",
+        None,
+        [status.Item("Ingress", "openedx", False, HOSTILE, HOSTILE)],
+    )
+    row = status.markdown(report).splitlines()[-1]
+    # one row of five cells: every other pipe is escaped
+    assert len(re.findall(r"(?<!\\)\|", row)) == 6, row
+    assert "](" not in row.replace("\\](", "").replace("\\]\\(", "")
+    assert "<script" not in row and "&lt;script&gt;" in row
+    assert "\\[click\\]\\(https://evil.example\\)" in row
+    assert "\\!\\[img\\]" in row
+    assert all(ch.isprintable() for ch in row)

@@ -31,6 +31,9 @@ FATAL_WAITING = (
     *CONFIG_FAILURES,
 )
 MESSAGE_LIMIT = 160
+#: Object names are at most 253 characters; reasons are CamelCase words.
+NAME_LIMIT = 253
+REASON_LIMIT = 80
 
 
 class Scrubber:
@@ -46,8 +49,13 @@ class Scrubber:
         self.values = sorted(parts, key=len, reverse=True)
 
     def __call__(self, text: str, limit: int | None = MESSAGE_LIMIT) -> str:
+        """``text`` (from the cluster, a server) made safe to show: values
+        replaced, control and format characters (escape sequences, carriage
+        returns, bidirectional overrides) made spaces, white space folded,
+        shortened to ``limit``."""
         for value in self.values:
             text = text.replace(value, "***")
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
         text = " ".join(text.split())
         if limit is None or len(text) <= limit:
             return text
@@ -157,7 +165,13 @@ def diagnose(
     ) -> Diagnosis:
         where = f"container {container}: " if container else ""
         return Diagnosis(
-            name, namespace, reason, where + detail, container, previous, fatal
+            scrub(name, NAME_LIMIT),
+            scrub(namespace, NAME_LIMIT),
+            scrub(reason, REASON_LIMIT),
+            scrub(where + detail),
+            scrub(container, NAME_LIMIT),
+            previous,
+            fatal,
         )
 
     # 1. Images that cannot be pulled, containers that cannot be created.

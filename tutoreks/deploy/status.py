@@ -76,6 +76,29 @@ class Report:
         }
 
 
+def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
+    """An item whose every string (they come from cluster objects) is scrubbed of
+    values, stripped of control characters and shortened."""
+
+    def clean(value: t.Any) -> t.Any:
+        if isinstance(value, str):
+            return scrub(value, pods.NAME_LIMIT)
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        return value
+
+    return Item(
+        scrub(item.kind, pods.REASON_LIMIT),
+        scrub(item.name, pods.NAME_LIMIT),
+        item.ok,
+        scrub(item.status),
+        scrub(item.detail),
+        clean(item.data),
+    )
+
+
 def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Report:
     from ..config import state as state_module
     from ..kube import KubeError
@@ -145,7 +168,8 @@ def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Rep
         except KubeError as e:
             # e.g. no `list` on Ingresses: a Role applied before this plugin version.
             items.append(Item(kind, "-", False, "cannot read", str(e)))
-    return Report(resolution.environment.name, namespace, last, items)
+    clean = [cleaned(item, scrub) for item in items]
+    return Report(resolution.environment.name, namespace, last, clean)
 
 
 def deployment_items(
@@ -416,14 +440,26 @@ def table_rows(report: Report) -> list[tuple[str, ...]]:
     return rows
 
 
+#: Markdown's punctuation that could start a link, an image, emphasis or code.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()!|~#])")
+
+
+def markdown_cell(text: str) -> str:
+    """Text as one cell of a Markdown table that shows it and nothing else: no
+    line break, HTML escaped, Markdown's punctuation escaped (no link, image or
+    emphasis), pipes escaped."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
 def markdown(report: Report) -> str:
-    def cell(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    cell = markdown_cell
 
     verdict = "all ready" if report.ok else "**not ready**"
     lines = [
         f"### tutor eks status: {cell(report.environment)} "
-        f"(namespace `{cell(report.namespace)}`): {verdict}",
+        f"(namespace {cell(report.namespace)}): {verdict}",
         "",
         "| | kind | name | status | detail |",
         "|---|---|---|---|---|",
