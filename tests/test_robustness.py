@@ -162,3 +162,32 @@ def test_inert_plugin_renders_exactly_what_tutor_renders(project: Project) -> No
     assert with_plugin.keys() == without.keys()
     differing = [name for name in with_plugin if with_plugin[name] != without[name]]
     assert differing == []
+
+
+def test_an_inert_plugin_leaves_a_failed_save_as_tutor_does(project: Project) -> None:
+    """With no environment selected, a save keeps no snapshot to put back: when
+    rendering env/ fails after config.yml was written, config.yml holds the new
+    value, as with plain Tutor."""
+    script = """
+import sys
+import click
+from tutor import config as tutor_config
+import tutoreks.plugin  # noqa: F401  (installs the save guard)
+from tutoreks import guard
+
+root = sys.argv[1]
+with click.Context(click.Command("save")):
+    config = tutor_config.load_minimal(root)
+    config["PLATFORM_NAME"] = "Saved anyway"
+    tutor_config.save_config_file(root, config)
+    assert not guard._snapshots, guard._snapshots
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(project.root)],
+        env=project.environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert project.config()["PLATFORM_NAME"] == "Saved anyway"

@@ -90,8 +90,12 @@ def install() -> None:
 
 
 def guarded_save(root: str, config: dict[str, t.Any]) -> None:
-    take_snapshot(root)
     resolution = resolve.for_root(root)
+    if resolution is None:
+        # Inert: Tutor's own behaviour (its file, written atomically), no snapshot.
+        tutor_compat.write_config_atomically(root, config)
+        return
+    take_snapshot(root)
     kept: list[str] = []
     if resolution is not None and resolution.online:
         kept = keep_generated(resolution, config)
