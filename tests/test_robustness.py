@@ -191,3 +191,10 @@ with click.Context(click.Command("save")):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert project.config()["PLATFORM_NAME"] == "Saved anyway"
+
+
+def test_patches_list_works_with_the_plugin_enabled(project: Project) -> None:
+    """Tutor's `config patches list` renders every template it walks: the plugin's
+    task scripts (read as files, not env templates) are not among them."""
+    result = project.tutor("config", "patches", "list")
+    assert "kustomization-resources" in result.stdout
