@@ -330,6 +330,50 @@ CASES = [
         secrets={},
         env={"KUBECONFIG": "stranger"},
     ),
+    # What the shared-stack and TLS settings take (render/services.py).
+    Case(
+        "redis-key-prefix",
+        {
+            "environments/dev/config.yml": "LMS_HOST: lms.example.com\nREDIS_KEY_PREFIX: 'a b'\n"
+        },
+        r"REDIS_KEY_PREFIX: a Redis key prefix holds 1 to 63 letters",
+    ),
+    Case(
+        "mysql-tls-without-bundle",
+        {
+            "environments/dev/config.yml": "LMS_HOST: lms.example.com\nMYSQL_USE_SSL: true\n"
+        },
+        r"MYSQL_USE_SSL is true but the environment has no CA bundle",
+    ),
+    Case(
+        "ca-bundle-garbage",
+        {
+            "environments/dev/ca-bundle.pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        },
+        r"environments/dev/ca-bundle\.pem: is not a valid PEM CA bundle",
+    ),
+    # k8s/ manifests: runtime errors and names (tracebacks before).
+    Case(
+        "manifest-runtime-error",
+        {
+            "environments/dev/k8s/extra.yml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: '{{ 1 // 0 }}'\n"
+        },
+        r"environments/dev/k8s/extra\.yml:6: cannot be rendered: an expression raised ZeroDivisionError",
+    ),
+    Case(
+        "manifest-name-not-a-name",
+        {
+            "environments/dev/k8s/extra.yml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ../../namespaces/x\n"
+        },
+        r"environments/dev/k8s/extra\.yml \(rendered\), document 1: ConfigMap metadata\.name is not a Kubernetes name",
+    ),
+    Case(
+        "manifest-name-a-number",
+        {
+            "environments/dev/k8s/extra.yml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 123456789012345678901234567890\n"
+        },
+        r"ConfigMap metadata\.name is not a Kubernetes name",
+    ),
 ]
 
 

@@ -319,3 +319,12 @@ def test_a_markdown_cell_shows_text_and_nothing_else() -> None:
     assert "\\[click\\]\\(https://evil.example\\)" in row
     assert "\\!\\[img\\]" in row
     assert all(ch.isprintable() for ch in row)
+
+
+@pytest.mark.parametrize("value", [10**30, -1, 1.5, True, "600"])
+def test_a_timeout_is_a_bounded_whole_number(value: t.Any) -> None:
+    from tutoreks.deploy import jobs
+
+    with pytest.raises(EksError, match="EKS_ROLLOUT_TIMEOUT is .*: it must be a whole"):
+        jobs.seconds({"EKS_ROLLOUT_TIMEOUT": value}, "EKS_ROLLOUT_TIMEOUT")
+    assert jobs.seconds({"EKS_ROLLOUT_TIMEOUT": 600}, "EKS_ROLLOUT_TIMEOUT") == 600

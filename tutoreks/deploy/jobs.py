@@ -42,13 +42,22 @@ _started: dict[str, float] = {}
 _warned: set[str] = set()
 
 
+#: A week: longer is a mistake (and past what a clock or a CI job can wait).
+MAX_SECONDS = 7 * 24 * 3600
+
+
 def seconds(config: dict[str, t.Any], key: str) -> int:
     """A ``EKS_*_TIMEOUT`` value: whole seconds, 0 or more."""
     value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= MAX_SECONDS
+    ):
         shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"
         raise EksError(
-            f"{key} is {shown}: it must be a whole number of seconds (0: no wait)."
+            f"{key} is {shown}: it must be a whole number of seconds from 0 (no "
+            f"wait) to {MAX_SECONDS}."
         )
     return value
 

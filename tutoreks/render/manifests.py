@@ -43,6 +43,7 @@ CLUSTER_SCOPED_KINDS = (
     "CustomResourceDefinition",
 )
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")
+OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$")  # ":" in RBAC names
 
 
 def default_names(config: t.Mapping[str, t.Any]) -> list[str]:
@@ -281,6 +282,13 @@ def render(template: jinja2.Template, variables: dict[str, t.Any], display: str)
         line = template_line(e)
         where = f"{display}:{line}" if line else display
         raise EksError(f"{where}: cannot be rendered: {e.message or e}") from e
+    except Exception as e:  # a runtime error of an expression (1 // 0, int("x") ...)
+        line = template_line(e)
+        where = f"{display}:{line}" if line else display
+        # Its message could quote a value: only its type is shown.
+        raise EksError(
+            f"{where}: cannot be rendered: an expression raised {type(e).__name__}"
+        ) from None
 
 
 def template_line(error: BaseException) -> int | None:
@@ -317,6 +325,17 @@ def check(text: str, display: str) -> list[dict[str, t.Any]]:
         metadata = document.get("metadata")
         if not isinstance(metadata, dict) or not metadata.get("name"):
             raise EksError(f"{where}: {document['kind']} has no metadata.name.")
+        for key in ("name", "namespace"):
+            value = metadata.get(key)
+            if value is not None and not (
+                isinstance(value, str)
+                and len(value) <= 253
+                and OBJECT_NAME.match(value)
+            ):
+                raise EksError(
+                    f"{where}: {document['kind']} metadata.{key} is not a Kubernetes "
+                    "name (lower-case letters, digits, '-' and '.', at most 253)."
+                )
         documents.append(document)
     return documents
 
