@@ -325,6 +325,6 @@ def test_a_markdown_cell_shows_text_and_nothing_else() -> None:
 def test_a_timeout_is_a_bounded_whole_number(value: t.Any) -> None:
     from tutoreks.deploy import jobs
 
-    with pytest.raises(EksError, match="EKS_ROLLOUT_TIMEOUT is .*: it must be a whole"):
+    with pytest.raises(EksError, match=r"EKS_ROLLOUT_TIMEOUT is .*: it must be a whole"):
         jobs.seconds({"EKS_ROLLOUT_TIMEOUT": value}, "EKS_ROLLOUT_TIMEOUT")
     assert jobs.seconds({"EKS_ROLLOUT_TIMEOUT": 600}, "EKS_ROLLOUT_TIMEOUT") == 600
