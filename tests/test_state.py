@@ -20,6 +20,7 @@ from .conftest import (
     delete_deployment,
     deploy_environment,
     fail_if_secret_in,
+    put_secret,
     use_cluster,
 )
 
@@ -182,15 +183,19 @@ def test_plain_tutor_namespace_is_refused_then_adopted(
         for key in KEPT[1:]:  # the ID is named on purpose
             fail_if_secret_in(str(original[key]), output, "the refusal")
 
+        # The operator provides the secret key from a Secret: adopt does not copy
+        # it into the state (a higher layer's value is never kept there).
+        put_secret(
+            cluster,
+            namespace,
+            "edx-secret-key",
+            {"OPENEDX_SECRET_KEY": str(original["OPENEDX_SECRET_KEY"])},
+        )
         adopted = job.tutor("eks", "adopt")
         assert "ID" in adopted.stdout and "JWT_RSA_PRIVATE_KEY" in adopted.stdout
         kept = state_values(cluster, namespace)
-        for key in (
-            "ID",
-            "OPENEDX_SECRET_KEY",
-            "CMS_OAUTH2_SECRET",
-            "MEILISEARCH_MASTER_KEY",
-        ):
+        assert "OPENEDX_SECRET_KEY" not in kept
+        for key in ("ID", "CMS_OAUTH2_SECRET", "MEILISEARCH_MASTER_KEY"):
             assert kept[key] == original[key], key
         assert (
             kept["JWT_RSA_PRIVATE_KEY"].split()

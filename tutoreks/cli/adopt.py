@@ -47,7 +47,11 @@ def command(context: t.Any) -> None:
             "instance is the one to keep."
         )
     recovery = adopt.recover(client, namespace, instance)
-    missing = {k: v for k, v in recovery.values.items() if k not in kept.values}
+    missing = {
+        k: v
+        for k, v in recovery.values.items()
+        if k not in kept.values and not state.provided_elsewhere(k, resolution.sources)
+    }
     stored = state.store(client, kept, missing)
     stale = adopt.credential_configmaps(client, namespace, instance)
     if stale:

@@ -256,14 +256,18 @@ def generated_keys(sources: dict[str, str], config: dict[str, t.Any]) -> dict[st
 
     found = {}
     for key in tutor_compat.unique_keys():
-        if key not in config or f"TUTOR_{key}" in os.environ:
-            continue
-        source = sources.get(key, "")
-        if source and not is_source(source):
+        if key not in config or provided_elsewhere(key, sources):
             continue
         value = config[key]
         found[key] = value if isinstance(value, str) else str(value)
     return found
+
+
+def provided_elsewhere(key: str, sources: dict[str, str]) -> bool:
+    """Whether a higher layer (environment, Secret, TUTOR_ variable) provides
+    ``key``: such a value is never copied into the state."""
+    source = sources.get(key, "")
+    return f"TUTOR_{key}" in os.environ or bool(source and not is_source(source))
 
 
 def keep_generated(
