@@ -10,6 +10,7 @@ import typing as t
 
 import pytest
 from tutor import config as tutor_config
+from tutor import utils as tutor_utils
 
 from tutoreks import tutor_compat
 from tutoreks.config import state as state_module
@@ -27,7 +28,8 @@ from .conftest import (
     put_secret,
 )
 
-PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"
+PEM = tutor_utils.rsa_private_key(1024)
+NOT_A_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"
 SECRET_LOOKING = "s3cr3t-v4lu3-that-must-not-show"
 
 
@@ -78,6 +80,7 @@ def test_a_key_no_loaded_plugin_knows_is_not_read() -> None:
         ("ID", "abc\nmetadata:\n  namespace: kube-system", "an ID is a label value"),
         ("ID", "", "an ID is a label value"),
         ("JWT_RSA_PRIVATE_KEY", SECRET_LOOKING, "is not a PEM block"),
+        ("JWT_RSA_PRIVATE_KEY", NOT_A_KEY, "the PEM block is not an RSA private key"),
         ("OPENEDX_SECRET_KEY", SECRET_LOOKING + "\n", "holds a newline"),
         ("MYSQL_ROOT_PASSWORD", "y" * 20000, "longer than 16 KiB"),
     ],
@@ -325,6 +328,8 @@ def test_a_markdown_cell_shows_text_and_nothing_else() -> None:
 def test_a_timeout_is_a_bounded_whole_number(value: t.Any) -> None:
     from tutoreks.deploy import jobs
 
-    with pytest.raises(EksError, match=r"EKS_ROLLOUT_TIMEOUT is .*: it must be a whole"):
+    with pytest.raises(
+        EksError, match=r"EKS_ROLLOUT_TIMEOUT is .*: it must be a whole"
+    ):
         jobs.seconds({"EKS_ROLLOUT_TIMEOUT": value}, "EKS_ROLLOUT_TIMEOUT")
     assert jobs.seconds({"EKS_ROLLOUT_TIMEOUT": 600}, "EKS_ROLLOUT_TIMEOUT") == 600

@@ -300,3 +300,14 @@ def test_wrap_job_wait_checks_each_poll_of_the_started_job(
     tutor_compat.wrap_job_wait(failing)
     with pytest.raises(RuntimeError, match="lms-job-1 failed"):
         runner.run_task("lms", "echo")
+
+
+def test_rsa_private_keys_are_those_tutor_reads() -> None:
+    from tutor import utils
+
+    assert tutor_compat.is_rsa_private_key(utils.rsa_private_key(1024))
+    public = utils.rsa_import_key(utils.rsa_private_key(1024)).public_key()
+    assert not tutor_compat.is_rsa_private_key(public.export_key().decode())
+    assert not tutor_compat.is_rsa_private_key(
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"
+    )

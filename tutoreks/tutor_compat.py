@@ -286,6 +286,17 @@ def write_env_version(root: str, version: str) -> None:
         f.write(version)
 
 
+def is_rsa_private_key(pem: str) -> bool:
+    """Whether Tutor's ``rsa_import_key`` (which renders the JWT signing keys)
+    reads ``pem`` as an RSA private key."""
+    from tutor import utils
+
+    try:
+        return bool(utils.rsa_import_key(pem).has_private())
+    except (ValueError, IndexError, TypeError):
+        return False
+
+
 def tutor_version() -> str:
     from tutor.__about__ import __version__
 

@@ -238,6 +238,7 @@ def check_value(key: str, value: str, where: str) -> None:
             )
     elif key in values.PEM_KEYS:
         values.check_pem(value, where)
+        values.check_rsa_key(value, where)
     elif len(value) > MAX_VALUE or not all(map(values.printable, value)):
         raise EksError(
             f"{where}: the value is longer than 16 KiB or holds a newline, control "

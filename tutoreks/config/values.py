@@ -117,6 +117,7 @@ def check_value(key: str, value: str, source: str) -> None:
         )
     if key in PEM_KEYS:
         check_pem(value, where)
+        check_rsa_key(value, where)
         return
     if not all(map(printable, value)):
         raise EksError(
@@ -138,6 +139,17 @@ def check_value(key: str, value: str, source: str) -> None:
             f"{where}: the value contains one of \" ' \\ ` $, and where Tutor or a "
             f"plugin puts {key} is not known to tutor-contrib-eks. Rotate it to a "
             "value without these characters."
+        )
+
+
+def check_rsa_key(value: str, where: str) -> None:
+    """The JWT signing key: Tutor renders its public part from it."""
+    from .. import tutor_compat
+
+    if not tutor_compat.is_rsa_private_key(value):
+        raise EksError(
+            f"{where}: the PEM block is not an RSA private key (Tutor signs the "
+            "platform's JWTs with it)."
         )
 
 
