@@ -198,3 +198,16 @@ def test_patches_list_works_with_the_plugin_enabled(project: Project) -> None:
     task scripts (read as files, not env templates) are not among them."""
     result = project.tutor("config", "patches", "list")
     assert "kustomization-resources" in result.stdout
+
+
+def test_a_killed_saves_backup_is_removed_by_the_next_save(project: Project) -> None:
+    """A save killed with SIGKILL cannot clean up: its backup of env/ (rendered
+    credentials) is removed by the next save of the root."""
+    project.write("environments/dev/config.yml", "LMS_HOST: lms.example.com\n")
+    stale = project.root / ".eks-env-backup-killed" / "env"
+    stale.mkdir(parents=True)
+    (stale / "lms.env.yml").write_text(
+        "PASSWORD: from-a-killed-save\n", encoding="utf-8"
+    )
+    project.save("dev")
+    assert not [p.name for p in project.root.iterdir() if p.name.startswith(".eks-env")]

@@ -209,6 +209,7 @@ def take_snapshot(root: str) -> None:
     if root in _snapshots:
         return
     lock = lock_root(root)
+    remove_stale_backups(root)
     path = tutor_compat.config_path(root)
     config_bytes = Path(path).read_bytes() if os.path.exists(path) else None
     env_dir = tutor_compat.env_dir(root)
@@ -222,6 +223,18 @@ def take_snapshot(root: str) -> None:
         return
     _snapshots[root] = snapshot
     _restore_on_sigterm()
+
+
+def remove_stale_backups(root: str) -> None:
+    """Backups of env/ a killed command left (SIGKILL, a lost machine): they hold
+    the rendered credentials. This command holds the root's lock, so none is live."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(BACKUP_PREFIX) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def mark_env_saved(root_env: str, _config: dict[str, t.Any]) -> None:
