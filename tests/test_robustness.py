@@ -211,3 +211,50 @@ def test_a_killed_saves_backup_is_removed_by_the_next_save(project: Project) -> 
     )
     project.save("dev")
     assert not [p.name for p in project.root.iterdir() if p.name.startswith(".eks-env")]
+
+
+@pytest.mark.kubectl
+def test_a_cancelled_deploy_stops_its_kubectl(project: Project, tmp_path: Path) -> None:
+    """SIGTERM to `tutor k8s start` while `kubectl` waits for an API server that
+    never answers (on 127.0.0.1): kubectl is stopped too, and tutor ends 143."""
+    import socket
+
+    from tutoreks.deploy import signals
+
+    from .kubefakes import write_kubeconfig
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing answers
+    port = silent.getsockname()[1]
+    try:
+        project.write("environments/dev/config.yml", "LMS_HOST: lms.example.com\n")
+        project.save("dev")
+        kubeconfig = write_kubeconfig(
+            tmp_path / "silent.kubeconfig",
+            f"http://127.0.0.1:{port}",
+            user={"token": "t"},
+        )
+        tutor = subprocess.Popen(
+            [TUTOR, "k8s", "start"],
+            cwd=project.path,
+            env={
+                **project.environ,
+                "TUTOR_EKS_ENVIRONMENT": "dev",
+                "KUBECONFIG": str(kubeconfig),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = signals.child_pids(tutor.pid)
+        assert children, "tutor started no kubectl"
+        tutor.send_signal(signal.SIGTERM)
+        assert tutor.wait(timeout=30) == 128 + signal.SIGTERM
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}"), f"kubectl {pid} still runs"
+    finally:
+        silent.close()

@@ -31,13 +31,17 @@ import typing as t
 
 from .. import tutor_compat
 from ..config import resolve
+from . import signals
 
 _configs: dict[str, dict[str, t.Any]] = {}
 
 
 def before_launch(root: str) -> None:
     resolution = resolve.for_root(root)
-    if resolution is None or resolution.state is None:
+    if resolution is None:
+        return
+    signals.pass_sigterm_to_children()
+    if resolution.state is None:
         return
     last = resolution.state.last_tutor_version
     if last and tutor_compat.env_version(root) != last:
@@ -51,6 +55,7 @@ def before_start(root: str) -> None:
     resolution = resolve.for_root(root)
     if resolution is None:
         return
+    signals.pass_sigterm_to_children()
     config = tutor_compat.load_full(root)
     record.check(root, resolution, config)
     jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")

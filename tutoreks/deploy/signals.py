@@ -1,0 +1,70 @@
+"""A cancelled deploy stops what it started.
+
+CI cancels a job with SIGTERM to the tutor process. Tutor runs ``kubectl`` as a
+child and waits for it; Python's default would end tutor and leave ``kubectl
+apply`` running (then killed half-way by the runner, or orphaned). While a deploy
+of an environment runs, SIGTERM is passed on to tutor's child processes first,
+then the command ends with 128 + 15 as a killed process does (the save guard's own
+handler, when one is installed later, runs before this one).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import typing as t
+
+_installed: dict[str, bool] = {"sigterm": False}
+
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """The direct children of ``parent`` (this process), from /proc (Linux)."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry))
+    return found
+
+
+def stop_children(signum: int = signal.SIGTERM) -> list[int]:
+    stopped = []
+    for pid in child_pids():
+        try:
+            os.kill(pid, signum)
+            stopped.append(pid)
+        except OSError:
+            pass
+    return stopped
+
+
+def pass_sigterm_to_children() -> None:
+    """Install the handler (once per process, main thread only)."""
+    if _installed["sigterm"]:
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: t.Any) -> None:
+        stop_children(signum)
+        if callable(previous):
+            previous(signum, frame)
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread
+        return
+    _installed["sigterm"] = True
