@@ -333,3 +333,43 @@ def test_a_timeout_is_a_bounded_whole_number(value: t.Any) -> None:
     ):
         jobs.seconds({"EKS_ROLLOUT_TIMEOUT": value}, "EKS_ROLLOUT_TIMEOUT")
     assert jobs.seconds({"EKS_ROLLOUT_TIMEOUT": 600}, "EKS_ROLLOUT_TIMEOUT") == 600
+
+
+# --- adopt reads odd objects without a traceback -------------------------------------
+
+
+def test_adopt_recovers_nothing_from_odd_objects() -> None:
+    from tutoreks.deploy import adopt
+
+    recovery = adopt.Recovery()
+    adopt.recover_from_env_yml(recovery, "DATABASES: [1, 2]\nSECRET_KEY: {a: 1}\n")
+    adopt.recover_from_env_yml(recovery, "DATABASES: {default: [x]}\n")
+    adopt.recover_from_env_yml(recovery, 'SECRET_KEY: "line\\nbreak"\n')
+    adopt.recover_from_env_yml(recovery, ": not yaml : [")
+    adopt.recover_from_settings(
+        recovery, {"lms/production.py": 'MEILISEARCH_API_KEY = "\x1b"'}
+    )
+    assert recovery.values == {}
+    adopt.recover_from_env_yml(recovery, "SECRET_KEY: good-generated-value\n")
+    assert recovery.values == {"OPENEDX_SECRET_KEY": "good-generated-value"}
+
+
+def test_adopt_skips_data_a_secret_cannot_hold() -> None:
+    """An API server validates base64; a proxy or an odd object may not: such data
+    is skipped (the only fake of this file: no real server sends it)."""
+    from tutoreks import kube as kube_module
+    from tutoreks.deploy import adopt
+
+    class OddObjects:
+        def list(self, resource: t.Any, namespace: str, selector: str) -> list[t.Any]:
+            if resource is kube_module.SECRETS:
+                return [
+                    {
+                        "metadata": {"name": "openedx-config"},
+                        "data": {"lms.env.yml": "%%%"},
+                    },
+                    {"metadata": {"name": "openedx-settings-lms"}, "data": None},
+                ]
+            return [{"metadata": {"name": "openedx-config-abc"}, "data": {"x": 5}}]
+
+    assert adopt.config_files(OddObjects(), "ns", "abc") == {}  # type: ignore[arg-type]

@@ -75,9 +75,18 @@ class Recovery:
     origins: dict[str, str] = field(default_factory=dict)
 
     def add(self, key: str, value: t.Any, origin: str) -> None:
-        if isinstance(value, str) and value and key not in self.values:
-            self.values[key] = value
-            self.origins[key] = origin
+        """Keep ``value`` if it is one Tutor could have generated (the state's
+        rules, ``config/state.py``); an odd object yields nothing, not an error."""
+        from ..config.state import check_value
+
+        if not isinstance(value, str) or not value or key in self.values:
+            return
+        try:
+            check_value(key, value, origin)
+        except EksError:
+            return
+        self.values[key] = value
+        self.origins[key] = origin
 
 
 def recover(kube: Kube, namespace: str, instance: str) -> Recovery:
@@ -108,12 +117,26 @@ def config_files(kube: Kube, namespace: str, instance: str) -> dict[str, str]:
             if not name.startswith(tuple(tutor_compat.CREDENTIAL_CONFIGMAPS)):
                 continue
             service = "cms" if "settings-cms" in name else "lms"
-            for key, value in (obj.get("data") or {}).items():
-                text = value
-                if resource is SECRETS:
-                    text = base64.b64decode(value).decode("utf-8", "replace")
-                files[key if key.endswith(".yml") else f"{service}/{key}"] = text
+            data = obj.get("data")
+            for key, value in (data if isinstance(data, dict) else {}).items():
+                text = decoded(value) if resource is SECRETS else value
+                if isinstance(key, str) and isinstance(text, str):
+                    files[key if key.endswith(".yml") else f"{service}/{key}"] = text
     return files
+
+
+def decoded(value: t.Any) -> str | None:
+    """A Secret's data value as text; None when it is not base64 of UTF-8."""
+    import binascii
+
+    try:
+        return base64.b64decode(str(value), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def mapping(value: t.Any) -> dict[str, t.Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def recover_from_env_yml(recovery: Recovery, text: str) -> None:
@@ -124,7 +147,7 @@ def recover_from_env_yml(recovery: Recovery, text: str) -> None:
     if not isinstance(env, dict):
         return
     recovery.add("OPENEDX_SECRET_KEY", env.get("SECRET_KEY"), "lms.env.yml SECRET_KEY")
-    database = ((env.get("DATABASES") or {}).get("default")) or {}
+    database = mapping(mapping(env.get("DATABASES")).get("default"))
     recovery.add(
         "OPENEDX_MYSQL_PASSWORD",
         database.get("PASSWORD"),
@@ -191,10 +214,13 @@ def recover_from_deployments(
         "MEILI_MASTER_KEY": "MEILISEARCH_MASTER_KEY",
     }
     for deployment in kube.list(DEPLOYMENTS, namespace, selector):
-        name = (deployment.get("metadata") or {}).get("name")
-        spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        name = mapping(deployment.get("metadata")).get("name")
+        spec = mapping(
+            mapping(mapping(deployment.get("spec")).get("template")).get("spec")
+        )
         for container in spec.get("containers") or []:
-            for env in container.get("env") or []:
+            for env in mapping(container).get("env") or []:
+                env = mapping(env)
                 key = wanted.get(str(env.get("name")))
                 if key and "value" in env:
                     recovery.add(
