@@ -259,14 +259,14 @@ CASES = [
         secrets={"mysql-openedx": {"OPENEDX_MYSQL_USERNAME": "edx-user-77"}},
     ),
     Case(
-        "secret-value-url",
+        "secret-redis-key-prefix",
         {},
-        r"Secret {ns}/mysql-openedx key REDIS_PASSWORD \(REDIS_PASSWORD\): the value contains one of @ / :",
+        r"Secret {ns}/mysql-openedx key REDIS_KEY_PREFIX \(REDIS_KEY_PREFIX\): a Redis key prefix holds 1 to 63",
         secrets={
             "mysql-openedx": {
                 "OPENEDX_MYSQL_PASSWORD": "p",
                 "REDIS_HOST": "h",
-                "REDIS_PASSWORD": "bad@pw/1",
+                "REDIS_KEY_PREFIX": "qa/../prod",
             }
         },
     ),
