@@ -72,6 +72,9 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "CA_BUNDLE": "",
     # With TLS on, also check that the server certificate names the host.
     "TLS_CHECK_HOSTNAME": True,
+    # Per Deployment: replicas, autoscaling, requests, limits, max_unavailable,
+    # grace (render/workloads.py); safe defaults apply without it.
+    "WORKLOADS": {},
 }
 
 #: Settings of the Secret contract that Tutor does not define, with their defaults:

@@ -510,7 +510,46 @@ def checks_for(
         checks.append(("mongodb", mongodb(config, ca_bundle)))
     if config.get("S3_STORAGE_BUCKET"):
         checks.append(("s3", s3(config)))
+    scaled = autoscaled(config)
+    if scaled:
+        checks.append(("metrics api", metrics_api(kube, scaled)))
     return checks
+
+
+METRICS_API = "v1beta1.metrics.k8s.io"
+
+
+def autoscaled(config: dict[str, t.Any]) -> list[str]:
+    """The Deployments EKS_WORKLOADS gives an autoscaler."""
+    setting = config.get("EKS_WORKLOADS")
+    if not isinstance(setting, dict):
+        return []
+    return sorted(
+        str(name)
+        for name, values in setting.items()
+        if isinstance(values, dict) and values.get("autoscaling")
+    )
+
+
+def metrics_api(kube: Kube, scaled: list[str]) -> Check:
+    """A warning, not a failure: the deploy works, but its autoscalers cannot
+    scale until the cluster serves the resource metrics API (metrics-server)."""
+    from .. import kube as k
+
+    def check() -> str:
+        service = kube.get(k.API_SERVICES, METRICS_API)
+        available = any(
+            c.get("type") == "Available" and c.get("status") == "True"
+            for c in ((service or {}).get("status") or {}).get("conditions") or []
+        )
+        if available:
+            return f"{METRICS_API} is served: the autoscalers of {', '.join(scaled)} can scale"
+        return (
+            f"WARNING: {METRICS_API} is {'not available' if service else 'not served'}: "
+            f"the autoscalers of {', '.join(scaled)} cannot scale (install metrics-server)"
+        )
+
+    return check
 
 
 def secrets_result(resolution: Resolution) -> list[Result]:

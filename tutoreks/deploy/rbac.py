@@ -113,6 +113,18 @@ def rules(
         # Why a rollout or a Job failed: the newest ReplicaSet, its pods, their
         # probe events (deploy/rollout.py, deploy/jobs.py, `tutor eks status`).
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+        # EKS_WORKLOADS (render/workloads.py): autoscalers and disruption budgets,
+        # listed by `tutor eks status`.
+        {
+            "apiGroups": ["autoscaling"],
+            "resources": ["horizontalpodautoscalers"],
+            "verbs": [*apply, "list", *prune],
+        },
+        {
+            "apiGroups": ["policy"],
+            "resources": ["poddisruptionbudgets"],
+            "verbs": [*apply, "list", *prune],
+        },
         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["list"]},
     ]
     ingress_mode = config["EKS_EDGE"] == "ingress"
@@ -151,6 +163,18 @@ def rules(
             "verbs": ["get"],
         },
     ]
+    from .preflight import autoscaled
+
+    if autoscaled(config):
+        # `tutor eks check`: is the metrics API the autoscalers need served?
+        cluster.append(
+            {
+                "apiGroups": ["apiregistration.k8s.io"],
+                "resources": ["apiservices"],
+                "resourceNames": ["v1beta1.metrics.k8s.io"],
+                "verbs": ["get"],
+            }
+        )
     if ingress_mode:
         cluster.append(
             {

@@ -149,6 +149,13 @@ def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Rep
         ("Deployment", lambda: deployment_items(kube, namespace, instance_id, scrub)),
         ("Job", lambda: job_items(kube, namespace, instance_id, scrub)),
     ]
+    sections += [
+        (
+            "HorizontalPodAutoscaler",
+            lambda: autoscaler_items(kube, namespace, instance_id),
+        ),
+        ("PodDisruptionBudget", lambda: budget_items(kube, namespace, instance_id)),
+    ]
     if config.get("EKS_EDGE") == "ingress":
         sections.append(
             ("Ingress", lambda: ingress_items(kube, namespace, instance_id))
@@ -286,6 +293,73 @@ def _addresses(obj: dict[str, t.Any]) -> list[str]:
             if address:
                 found.append(str(address))
     return found
+
+
+def autoscaler_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
+    """Each autoscaler (EKS_WORKLOADS): replicas now, wanted, and its bounds; not
+    ready when it cannot scale (no metrics API, no request to compare with)."""
+    from ..kube import AUTOSCALERS
+
+    selector = tutor_compat.instance_selector(instance_id)
+    return [
+        autoscaler_item(hpa)
+        for hpa in sorted(
+            kube.list(AUTOSCALERS, namespace, selector),
+            key=lambda h: str(h["metadata"].get("name")),
+        )
+    ]
+
+
+def autoscaler_item(hpa: dict[str, t.Any]) -> Item:
+    spec, state = hpa.get("spec") or {}, hpa.get("status") or {}
+    data = {
+        "current": state.get("currentReplicas", 0),
+        "desired": state.get("desiredReplicas", 0),
+        "min": spec.get("minReplicas", 1),
+        "max": spec.get("maxReplicas", 0),
+    }
+    failing = [
+        c
+        for c in state.get("conditions") or []
+        if isinstance(c, dict)
+        and c.get("type") in ("AbleToScale", "ScalingActive")
+        and c.get("status") == "False"
+    ]
+    detail = "; ".join(
+        f"{c.get('reason', '')}: {c.get('message', '')}" for c in failing
+    )
+    return Item(
+        "HorizontalPodAutoscaler",
+        str(hpa["metadata"].get("name")),
+        not failing,
+        f"{data['current']} -> {data['desired']} ({data['min']}-{data['max']})",
+        detail,
+        data,
+    )
+
+
+def budget_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
+    """Each disruption budget: how many pods a node drain may evict now."""
+    from ..kube import DISRUPTION_BUDGETS
+
+    selector = tutor_compat.instance_selector(instance_id)
+    items = []
+    for pdb in sorted(
+        kube.list(DISRUPTION_BUDGETS, namespace, selector),
+        key=lambda p: str(p["metadata"].get("name")),
+    ):
+        allowed = int((pdb.get("status") or {}).get("disruptionsAllowed") or 0)
+        items.append(
+            Item(
+                "PodDisruptionBudget",
+                str(pdb["metadata"].get("name")),
+                allowed >= 1,
+                f"{allowed} disruptions allowed",
+                "" if allowed else "a node drain waits until more pods are ready",
+                {"disruptions_allowed": allowed},
+            )
+        )
+    return items
 
 
 def ingress_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:

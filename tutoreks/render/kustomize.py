@@ -28,6 +28,7 @@ import yaml
 from .. import tutor_compat
 from ..tutor_compat import CREDENTIAL_CONFIGMAPS as CONFIGS
 from . import services
+from . import workloads as workloads_module
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
@@ -77,12 +78,58 @@ def build_patches(context: jinja2.runtime.Context, resolution: Resolution) -> st
     values = secret_values(resolution.raw_values(), keys)
     patches = [{"patch": yaml.safe_dump(delete_configmap(name))} for name in CONFIGS]
     image = str(context.get("DOCKER_IMAGE_OPENEDX") or "")
-    for workload in workloads(context):
+    found = workloads(context)
+    for workload in found:
         mount = ca is not None and wants_ca(workload, image)
         patch = workload_patch(workload, checksum, keys, values, mount)
         if patch is not None:
             patches.append({"patch": yaml.safe_dump(patch, sort_keys=False)})
+    origin = resolution.sources.get("EKS_WORKLOADS", "")
+    patches += production_patches(context, origin, found)
     return yaml.safe_dump(patches, sort_keys=False, width=1000)
+
+
+def deployment_settings(
+    context: jinja2.runtime.Context,
+    origin: str,
+    found: list[dict[str, t.Any]] | None = None,
+) -> tuple[list[dict[str, t.Any]], dict[str, workloads_module.Workload]]:
+    """Tutor's Deployments, and ``EKS_WORKLOADS`` checked against their names
+    (``origin``: where EKS_WORKLOADS is set, for messages)."""
+    from ..exceptions import EksError
+
+    deployments = [
+        w for w in (found or workloads(context)) if w["kind"] == "Deployment"
+    ]
+    try:
+        items = workloads_module.parse(
+            context.get("EKS_WORKLOADS"), [d["metadata"]["name"] for d in deployments]
+        )
+    except EksError as e:
+        raise EksError(f"{origin}: {e}" if origin else str(e)) from None
+    return deployments, items
+
+
+def production_patches(
+    context: jinja2.runtime.Context, origin: str, found: list[dict[str, t.Any]]
+) -> list[dict[str, str]]:
+    """Probes, requests, grace periods and replicas (``render/workloads.py``)."""
+    deployments, items = deployment_settings(context, origin, found)
+    hosts = {
+        "lms": str(context.get("LMS_HOST") or ""),
+        "cms": str(context.get("CMS_HOST") or ""),
+    }
+    return [
+        {
+            "patch": yaml.safe_dump(
+                workloads_module.deployment_patch(
+                    d, items[d["metadata"]["name"]], hosts
+                ),
+                sort_keys=False,
+            )
+        }
+        for d in deployments
+    ]
 
 
 def config_checksum(context: jinja2.runtime.Context, ca_text: str = "") -> str:

@@ -171,7 +171,22 @@ def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
         warn(message)
     if resolution.ca_bundle is not None:
         parts.append(ca_bundle_part(resolution.ca_bundle))
+    parts += workload_parts(context, resolution.sources.get("EKS_WORKLOADS", ""))
     return "---\n".join(parts)
+
+
+def workload_parts(context: jinja2.runtime.Context, origin: str) -> list[str]:
+    """The HPAs and PodDisruptionBudgets of ``EKS_WORKLOADS`` (``render/workloads.py``)."""
+    import yaml
+
+    from .kustomize import deployment_settings
+    from .workloads import extra_objects
+
+    _deployments, items = deployment_settings(context, origin)
+    return [
+        "# Source: EKS_WORKLOADS\n" + yaml.safe_dump(obj, sort_keys=False)
+        for obj in extra_objects(items)
+    ]
 
 
 def ca_bundle_part(ca: CaBundle) -> str:
