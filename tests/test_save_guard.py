@@ -24,6 +24,10 @@ def saves_config(root: str, fail: bool) -> None:
         raise RuntimeError("the command failed after saving config.yml")
 
 
+#: As under `tutor`: the plugin knows the running command by its path.
+cli = click.Group("tutor", commands=[saves_config])
+
+
 @pytest.fixture(autouse=True)
 def guard() -> None:
     eks_guard.install()
@@ -38,12 +42,29 @@ def test_success_without_env_save_keeps_config(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".eks-env-backup-*")), "the backup is removed"
 
 
-def test_failure_before_env_saved_restores_config_and_env(tmp_path: Path) -> None:
+def test_failure_before_env_saved_restores_config_and_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an environment selected (inert, the plugin leaves Tutor's behaviour
+    alone: tests/test_robustness.py)."""
+    environments = tmp_path / "environments"
+    (environments / "dev").mkdir(parents=True)
+    (environments / "dev" / "config.yml").write_text("LMS_HOST: a.example\n")
+    for name, value in (
+        ("TUTOR_EKS_ENVIRONMENT", "dev"),
+        ("TUTOR_EKS_ENVIRONMENTS_ROOT", str(environments)),
+        ("TUTOR_EKS_SECRETS", "[]"),
+        ("TUTOR_EKS_STATE_SECRET", ""),
+    ):
+        monkeypatch.setenv(name, value)
     (tmp_path / "config.yml").write_text("PLUGINS: []\n", encoding="utf-8")
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "kustomization.yml").write_text("before\n", encoding="utf-8")
+    monkeypatch.setenv("TUTOR_ROOT", str(tmp_path))
     with pytest.raises(RuntimeError):
-        saves_config.main(["--root", str(tmp_path), "--fail"], standalone_mode=False)
+        cli.main(
+            ["saves-config", "--root", str(tmp_path), "--fail"], standalone_mode=False
+        )
     assert (tmp_path / "config.yml").read_text(encoding="utf-8") == "PLUGINS: []\n"
     assert (tmp_path / "env" / "kustomization.yml").read_text(
         encoding="utf-8"
