@@ -135,6 +135,8 @@ def test_rbac_is_least_privilege(project: Project) -> None:
         ("batch", "jobs"),
         ("networking.k8s.io", "ingresses"),
         ("cert-manager.io", "certificates"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
     }
     listable = {
         resource
@@ -151,6 +153,8 @@ def test_rbac_is_least_privilege(project: Project) -> None:
         "jobs",
         "ingresses",
         "certificates",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
     }
     cluster_rules = docs[3]["rules"]
     cluster_resources = {res for rule in cluster_rules for res in rule["resources"]}
