@@ -107,7 +107,7 @@ def test_rbac_is_least_privilege(project: Project) -> None:
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": generated,
-            "verbs": ["patch"],
+            "verbs": ["patch", "update"],
         },
         {
             "apiGroups": [""],

@@ -237,3 +237,78 @@ def test_autoscalers_and_budgets_are_applied_shown_and_pruned(
             assert gone.returncode != 0, f"{kind} {name} was not pruned"
     finally:
         delete_deployment(cluster, namespace)
+
+
+# --- migrations before new code serves ---------------------------------------------------
+
+
+def lms_image(cluster: Cluster, namespace: str) -> str:
+    lms = cluster.get_json("deployment", "lms", "-n", namespace)
+    return str(lms["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def with_image(project: Project, image: str) -> None:
+    config = project.path / "environments/dev/config.yml"
+    lines = [
+        line
+        for line in config.read_text(encoding="utf-8").splitlines()
+        if not line.startswith("DOCKER_IMAGE_OPENEDX:")
+    ]
+    config.write_text(
+        "\n".join([*lines, f"DOCKER_IMAGE_OPENEDX: {image}", ""]), encoding="utf-8"
+    )
+
+
+@pytest.mark.cluster
+def test_a_new_image_migrates_before_it_serves(
+    project: Project, cluster: Cluster
+) -> None:
+    """launch 1 installs (Tutor's order); launch 2, a new image: its init Jobs
+    complete before lms's new ReplicaSet exists; launch 3, a migration that fails:
+    the command fails and lms keeps its image and configuration."""
+    namespace = deploy_environment(project, cluster, "order")
+    try:
+        first = project.ci_job("run-1").tutor("k8s", "launch", "--non-interactive")
+        assert "run first" not in first.stdout + first.stderr
+        new = "docker.io/overhangio/openedx:22.0.3-next"
+        with_image(project, new)
+        second = project.ci_job("run-2").tutor("k8s", "launch", "--non-interactive")
+        output = second.stdout + second.stderr
+        assert (
+            "New image for cms, cms-worker, lms, lms-worker: the migrations" in output
+        )
+        assert "The migrations already ran before the Deployments switched" in output
+        assert lms_image(cluster, namespace) == new
+        jobs = [
+            j
+            for j in cluster.get_json("jobs", "-n", namespace)["items"]
+            if j["spec"]["template"]["spec"]["containers"][0]["image"] == new
+        ]
+        assert {j["metadata"]["name"].split("-job-")[0] for j in jobs} >= {"lms", "cms"}
+        replicasets = [
+            r
+            for r in cluster.get_json("replicasets", "-n", namespace)["items"]
+            if r["spec"]["template"]["spec"]["containers"][0]["image"] == new
+            and r["metadata"]["ownerReferences"][0]["name"] == "lms"
+        ]
+        assert len(replicasets) == 1
+        created = replicasets[0]["metadata"]["creationTimestamp"]
+        assert all(j["status"]["completionTime"] <= created for j in jobs), (
+            [j["status"]["completionTime"] for j in jobs],
+            created,
+        )
+
+        settings = cluster.get_json("secret", "openedx-settings-lms", "-n", namespace)
+        with_image(project, "docker.io/overhangio/openedx:22.0.3-crashloop")
+        third = project.ci_job("run-3").tutor(
+            "k8s", "launch", "--non-interactive", check=False
+        )
+        assert third.returncode != 0
+        assert "The migrations failed: cms, cms-worker, lms, lms-worker still run" in (
+            third.stdout + third.stderr
+        )
+        assert lms_image(cluster, namespace) == new
+        after = cluster.get_json("secret", "openedx-settings-lms", "-n", namespace)
+        assert after["data"] == settings["data"], "the running pods' settings are back"
+    finally:
+        delete_deployment(cluster, namespace)

@@ -410,17 +410,18 @@ class _PolledBatchApi:
 
 def wrap_k8s_command(
     name: str,
-    before: t.Callable[[str], None] | None = None,
+    before: t.Callable[[str], bool | None] | None = None,
     after: t.Callable[[str], None] | None = None,
 ) -> None:
     """Run ``before(root)`` / ``after(root)`` around ``tutor k8s <name>`` (also when
-    another command invokes it: ``launch`` invokes ``start`` and ``init``)."""
+    another command invokes it: ``launch`` invokes ``start`` and ``init``); when
+    ``before`` returns False, the command itself (and ``after``) is skipped."""
 
     def make(original: t.Any) -> t.Any:
         def callback(*args: t.Any, **kwargs: t.Any) -> t.Any:
             root = current_root()
-            if before is not None:
-                before(root)
+            if before is not None and before(root) is False:
+                return None
             result = original(*args, **kwargs)
             if after is not None:
                 after(root)

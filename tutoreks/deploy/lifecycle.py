@@ -50,7 +50,7 @@ def before_launch(root: str) -> None:
 
 def before_start(root: str) -> None:
     from ..render import record
-    from . import adopt, jobs
+    from . import adopt, jobs, prune
 
     resolution = resolve.for_root(root)
     if resolution is None:
@@ -61,15 +61,45 @@ def before_start(root: str) -> None:
     jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")
     jobs.seconds(config, "EKS_JOB_TIMEOUT")
     _configs[root] = config
-    if resolution.state is None:
-        return
-    warn_prefix_change(resolution.state.annotations, config)
-    from . import prune
+    if resolution.state is not None:
+        warn_prefix_change(resolution.state.annotations, config)
+        prune.recorded(resolution.state)  # an inventory problem is said before applying
+        instance = resolution.state.values.get("ID")
+        if instance is not None and "ID" in resolution.state.provided(
+            resolution.sources
+        ):
+            adopt.refuse_foreign_instance(
+                resolve.client(), resolution.namespace, instance
+            )
+    if tutor_compat.command_path()[:2] == ("k8s", "launch"):
+        migrate_first(root, config)
 
-    prune.recorded(resolution.state)  # an inventory problem is said before applying
-    instance = resolution.state.values.get("ID")
-    if instance is not None and "ID" in resolution.state.provided(resolution.sources):
-        adopt.refuse_foreign_instance(resolve.client(), resolution.namespace, instance)
+
+#: Roots whose migrations this `launch` ran before `start` (deploy/upgrade.py).
+_migrated: set[str] = set()
+
+
+def migrate_first(root: str, config: dict[str, t.Any]) -> None:
+    import click
+
+    from . import upgrade
+
+    def run_init() -> None:
+        click.get_current_context().invoke(tutor_compat.k8s_command("init"), limit=None)
+
+    if upgrade.migrate_first(resolve.client(), root, config, run_init):
+        _migrated.add(root)
+
+
+def before_init(root: str) -> bool:
+    """``launch``'s own ``init`` is skipped when its migrations ran before ``start``."""
+    if root in _migrated:
+        _migrated.discard(root)
+        from tutor import fmt
+
+        fmt.echo_info("The migrations already ran before the Deployments switched.")
+        return False
+    return True
 
 
 def after_start(root: str) -> None:
@@ -165,4 +195,5 @@ def install() -> None:
     tutor_compat.wrap_k8s_command("delete", before=before_delete)
     tutor_compat.wrap_k8s_command("launch", before=before_launch)
     tutor_compat.wrap_k8s_command("start", before=before_start, after=after_start)
+    tutor_compat.wrap_k8s_command("init", before=before_init)
     tutor_compat.wrap_job_wait(job_polled)

@@ -66,7 +66,8 @@ def rules(
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": generated,
-            "verbs": ["patch"],
+            # update: a failed migration puts them back (deploy/upgrade.py)
+            "verbs": ["patch", "update"],
         }
     )
     # The state Secret (config/state.py): read, created on the first deploy,
