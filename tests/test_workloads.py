@@ -4,6 +4,7 @@ pruned."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import pytest
@@ -222,9 +223,19 @@ def test_autoscalers_and_budgets_are_applied_shown_and_pruned(
         )
         cms = cluster.get_json("deployment", "cms", "-n", namespace)
         assert cms["spec"]["replicas"] == 2
-        status = project.tutor("eks", "status", "--json", check=False)
-        assert "HorizontalPodAutoscaler" in status.stdout
-        assert "PodDisruptionBudget" in status.stdout
+        status = json.loads(
+            project.tutor("eks", "status", "--json", check=False).stdout
+        )
+        rows = {(i["kind"], i["name"]): i for i in status["items"]}
+        hpa_row = rows[("HorizontalPodAutoscaler", "lms")]
+        assert (hpa_row["min"], hpa_row["max"]) == (2, 4)
+        assert rows[("PodDisruptionBudget", "cms")]["disruptions_allowed"] >= 0
+        check = json.loads(project.tutor("eks", "check", "--json", check=False).stdout)
+        metrics = {row["name"]: row for row in check}["metrics api"]
+        assert metrics["ok"], "a warning, not a failure"
+        assert metrics["detail"].startswith(
+            "WARNING: v1beta1.metrics.k8s.io is not served: the autoscalers of lms"
+        )
 
         config = project.path / "environments/dev/config.yml"
         config.write_text(
