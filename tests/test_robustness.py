@@ -219,7 +219,7 @@ def test_a_cancelled_deploy_stops_its_kubectl(project: Project, tmp_path: Path) 
     never answers (on 127.0.0.1): kubectl is stopped too, and tutor ends 143."""
     import socket
 
-    from tutoreks.deploy import signals
+    from tutoreks import signals
 
     from .kubefakes import write_kubeconfig
 

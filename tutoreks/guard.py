@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import tutor_compat
+from . import signals, tutor_compat
 from .config import resolve
 
 BACKUP_PREFIX = ".eks-env-backup-"
@@ -306,19 +305,9 @@ def restore(snapshot: Snapshot) -> None:
 
 def _restore_on_sigterm() -> None:
     """SIGTERM (a cancelled CI job) restores and cleans up as an error does."""
-    if getattr(_restore_on_sigterm, "installed", False):
-        return
-    previous = signal.getsignal(signal.SIGTERM)
 
-    def on_sigterm(signum: int, frame: t.Any) -> None:
+    def restore_all() -> None:
         for snapshot in list(_snapshots.values()):
             finish(snapshot, failed=True)
-        if callable(previous):
-            previous(signum, frame)
-        raise SystemExit(128 + signum)
 
-    try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread
-        return
-    _restore_on_sigterm.installed = True  # type: ignore[attr-defined]
+    signals.on_sigterm("restore", restore_all)

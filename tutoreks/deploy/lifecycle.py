@@ -29,9 +29,8 @@ from __future__ import annotations
 import os
 import typing as t
 
-from .. import tutor_compat
+from .. import signals, tutor_compat
 from ..config import resolve
-from . import signals
 
 _configs: dict[str, dict[str, t.Any]] = {}
 

@@ -105,15 +105,20 @@ def parse(setting: t.Any, deployments: t.Iterable[str]) -> dict[str, Workload]:
     return {name: workload(name, setting.get(name) or {}) for name in known}
 
 
-def workload(name: str, values: t.Any) -> Workload:
-    where = f"{SOURCE}.{name}"
+def check_keys(values: t.Any, allowed: tuple[str, ...], where: str) -> None:
+    """``values`` is a mapping of the ``allowed`` keys only."""
     if not isinstance(values, dict):
-        raise EksError(f"{where} must be a mapping ({', '.join(KEYS)}).")
-    unknown = sorted(str(k) for k in values if k not in KEYS)
+        raise EksError(f"{where} must be a mapping ({', '.join(allowed)}).")
+    unknown = sorted(str(k) for k in values if k not in allowed)
     if unknown:
         raise EksError(
-            f"{where} has {', '.join(unknown)}; the keys are {', '.join(KEYS)}."
+            f"{where} has {', '.join(unknown)}; the keys are {', '.join(allowed)}."
         )
+
+
+def workload(name: str, values: t.Any) -> Workload:
+    where = f"{SOURCE}.{name}"
+    check_keys(values, KEYS, where)
     result = Workload(
         name,
         replicas=whole(values, "replicas", where, 0, 1000),
@@ -149,13 +154,7 @@ def whole(
 def autoscaling(values: t.Any, where: str) -> dict[str, int]:
     if values is None:
         return {}
-    if not isinstance(values, dict):
-        raise EksError(f"{where} must be a mapping ({', '.join(AUTOSCALING_KEYS)}).")
-    unknown = sorted(str(k) for k in values if k not in AUTOSCALING_KEYS)
-    if unknown:
-        raise EksError(
-            f"{where} has {', '.join(unknown)}; the keys are {', '.join(AUTOSCALING_KEYS)}."
-        )
+    check_keys(values, AUTOSCALING_KEYS, where)
     result: dict[str, int] = {}
     for key, low, high in (
         ("min", 1, 1000),

@@ -14,7 +14,7 @@ import os
 import signal
 import typing as t
 
-_installed: dict[str, bool] = {"sigterm": False}
+_installed: set[str] = set()
 
 
 def child_pids(parent: int | None = None) -> list[int]:
@@ -40,31 +40,35 @@ def child_pids(parent: int | None = None) -> list[int]:
     return found
 
 
-def stop_children(signum: int = signal.SIGTERM) -> list[int]:
-    stopped = []
+def stop_children() -> None:
+    """Pass SIGTERM on to this process's children (kubectl ...)."""
     for pid in child_pids():
         try:
-            os.kill(pid, signum)
-            stopped.append(pid)
+            os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
-    return stopped
 
 
-def pass_sigterm_to_children() -> None:
-    """Install the handler (once per process, main thread only)."""
-    if _installed["sigterm"]:
+def on_sigterm(key: str, action: t.Callable[[], None]) -> None:
+    """On SIGTERM, run ``action``, then the handler installed before it, then end
+    with 128 + 15 as a killed process does. Once per ``key`` and process, main
+    thread only (the save guard puts the root back this way too)."""
+    if key in _installed:
         return
     previous = signal.getsignal(signal.SIGTERM)
 
-    def on_sigterm(signum: int, frame: t.Any) -> None:
-        stop_children(signum)
+    def handler(signum: int, frame: t.Any) -> None:
+        action()
         if callable(previous):
             previous(signum, frame)
         raise SystemExit(128 + signum)
 
     try:
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
         return
-    _installed["sigterm"] = True
+    _installed.add(key)
+
+
+def pass_sigterm_to_children() -> None:
+    on_sigterm("children", stop_children)
