@@ -10,6 +10,7 @@ handler, when one is installed later, runs before this one).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import typing as t
@@ -43,10 +44,8 @@ def child_pids(parent: int | None = None) -> list[int]:
 def stop_children() -> None:
     """Pass SIGTERM on to this process's children (kubectl ...)."""
     for pid in child_pids():
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
 
 
 def on_sigterm(key: str, action: t.Callable[[], None]) -> None:
