@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The local control plane's binaries (kubectl of the server's minor) come first.
 export PATH := $(CURDIR)/.cluster/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help compile install test test-unit test-services test-cluster system-packages test-lint test-types format bench demo cluster-up cluster-down clean
+.PHONY: help compile install test test-unit test-services test-cluster system-packages test-lint test-types test-docs docs docs-reference format bench demo cluster-up cluster-down clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,7 +30,7 @@ install: $(VENV)/.installed compile ## Create .venv with the plugin (editable) a
 
 UNIT := not cluster and not services and not kubectl
 
-test: test-lint test-types test-unit test-services test-cluster ## Run everything: lint, types, then the unit, service and cluster tiers
+test: test-lint test-types test-unit test-services test-cluster test-docs ## Run everything: lint, types, the unit, service and cluster tiers, then the docs
 
 test-unit: install ## Unit tier: in-process, no Go, kubectl, database or cluster (under a minute)
 	$(PY) -m pytest -m "$(UNIT)" -n 3 $(PYTEST_ARGS)  # 3 workers on 2 cores: some tests wait on timers
@@ -51,6 +51,17 @@ test-lint: install ## ruff lint and format check
 
 test-types: install ## mypy --strict
 	$(VENV)/bin/mypy
+
+docs: install ## Build the documentation site into site/ (mkdocs build --strict), after checking the generated pages
+	$(PY) docs/gen_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-reference: install ## Write the generated pages docs/reference/configuration.md and cli.md from the code
+	$(PY) docs/gen_reference.py
+
+test-docs: docs ## The site builds strictly; tests/test_docs.py; mypy --strict of docs/gen_reference.py
+	$(PY) -m pytest tests/test_docs.py $(PYTEST_ARGS)
+	$(VENV)/bin/mypy docs/gen_reference.py
 
 format: install ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .

@@ -45,8 +45,11 @@ setup(
     extras_require={
         # `tutor eks check`: the maintained clients of the backing services.
         "check": ["PyMySQL>=1.1", "redis>=5", "pymongo>=4", "boto3>=1.34"],
+        # `make docs`: the documentation site (docs/, mkdocs.yml).
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10"],
         "dev": [
             "tutor-contrib-eks[check]",
+            "tutor-contrib-eks[docs]",
             "pytest>=8",
             "pytest-xdist>=3",
             "hypothesis>=6",
