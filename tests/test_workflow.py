@@ -224,3 +224,12 @@ def test_the_workflow_deploys_twice_from_empty_roots(
         assert generations[0] == generations[1], "the second run rolled nothing"
     finally:
         delete_deployment(cluster, namespace)
+
+
+def test_actionlint_docs_workflow(actionlint: str) -> None:
+    """The workflow that builds and publishes the documentation site."""
+    workflow = REPO / ".github" / "workflows" / "docs.yml"
+    result = subprocess.run(
+        [actionlint, str(workflow)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
