@@ -123,11 +123,11 @@ DESCRIPTIONS: dict[str, Description] = {
         "endpoint the certificate names)"
     ),
     "EKS_WORKLOADS": Description(
-        "per Deployment name: `replicas`, `autoscaling` (`{min, max, cpu}`: an "
-        "autoscaling/v2 HPA), `requests`, `limits`, `max_unavailable` (a "
+        "per Deployment name: `replicas`, `autoscaling` (`{min, max, cpu, memory}`: "
+        "an autoscaling/v2 HPA), `requests`, `limits`, `max_unavailable` (a "
         "PodDisruptionBudget, for two or more replicas), `grace` "
         "(terminationGracePeriodSeconds); safe defaults (probes, requests, grace "
-        "periods) apply without it"
+        "periods) apply without it ([workloads](../workloads.md))"
     ),
     "REDIS_KEY_PREFIX": Description(
         "every Redis key the environment writes starts with `<prefix>:` (caches, "
