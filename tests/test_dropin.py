@@ -395,8 +395,8 @@ def test_default_secrets_are_the_plugins_and_the_stacks() -> None:
         tuple(source.split("/")): target
         for source, target in stack.TUTOR_RENAMES.items()
     }
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    contract = readme.split("## The Secret contract", 1)[1].split("\n## ", 1)[0]
+    page = (REPO / "docs" / "secrets.md").read_text(encoding="utf-8")
+    contract = page.split("# The Secret contract", 1)[1].split("\n## ", 1)[0]
     for name in read:
         assert f"| `{name}`" in contract, name
 

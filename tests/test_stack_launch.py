@@ -372,7 +372,7 @@ def start_each(project: Project, names: list[str]) -> dict[str, Project]:
 def test_delete_of_one_environment_keeps_the_issuer_another_uses(
     project: Project, cluster: Cluster
 ) -> None:
-    """The README's way to share one issuer: it is an environment's own k8s/ object
+    """The documented way to share one issuer (docs/edges.md): it is an environment's own k8s/ object
     (here `owner`'s), and every other environment names it in EKS_CLUSTER_ISSUER
     with an empty k8s/issuer.yml. `tutor k8s delete` of another environment leaves
     it; the issuer carries none of the owner's instance labels."""
