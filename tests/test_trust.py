@@ -299,12 +299,30 @@ def test_cluster_strings_are_scrubbed_stripped_and_shortened() -> None:
         ),
         scrub,
     )
-    for text in (item.status, item.detail, item.data["why"][0]):
+    for text in (item.status, item.detail):
         assert SECRET_LOOKING not in text
+    for text in (item.status, item.detail, item.data["why"][0]):
         assert all(ch.isprintable() for ch in text), repr(text)
-    assert item.data["why"][0].endswith("evil ***")
     assert len(item.detail) <= pods.MESSAGE_LIMIT and item.detail.endswith("...")
     assert len(item.name) <= pods.NAME_LIMIT
+
+
+def test_names_are_shown_as_they_are() -> None:
+    """A value from a Secret that is also part of a name (the database user
+    `openedx`) does not hide the name (`openedx-tls`, namespace `openedx-dev`)."""
+    scrub = pods.Scrubber(["openedx"])
+    item = status.cleaned(
+        status.Item("Certificate", "openedx-tls", False, "openedx failed", ""), scrub
+    )
+    assert (item.name, item.status) == ("openedx-tls", "*** failed")
+    pod = {
+        "metadata": {"name": "lms-abc", "namespace": "openedx-dev"},
+        "status": {"phase": "Failed", "reason": "Evicted", "message": "openedx"},
+    }
+    diagnosis = pods.diagnose(pod, scrub)
+    assert diagnosis is not None
+    assert "-n openedx-dev" in diagnosis.logs_command
+    assert diagnosis.detail == "Evicted: ***"
 
 
 def test_a_markdown_cell_shows_text_and_nothing_else() -> None:

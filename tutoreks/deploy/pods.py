@@ -62,6 +62,16 @@ class Scrubber:
         return text[: limit - 3].rstrip() + "..."
 
 
+#: Object names are shown as they are (a value that happens to equal part of a
+#: name, such as a database user ``openedx``, is not hidden in ``openedx-tls``),
+#: but never with a control character and never longer than a name can be.
+_NAMES = Scrubber()
+
+
+def shown(name: str, limit: int = NAME_LIMIT) -> str:
+    return _NAMES(name, limit)
+
+
 @dataclass
 class Diagnosis:
     """What is wrong with one pod."""
@@ -165,11 +175,11 @@ def diagnose(
     ) -> Diagnosis:
         where = f"container {container}: " if container else ""
         return Diagnosis(
-            scrub(name, NAME_LIMIT),
-            scrub(namespace, NAME_LIMIT),
+            shown(name, NAME_LIMIT),
+            shown(namespace, NAME_LIMIT),
             scrub(reason, REASON_LIMIT),
             scrub(where + detail),
-            scrub(container, NAME_LIMIT),
+            shown(container, NAME_LIMIT),
             previous,
             fatal,
         )

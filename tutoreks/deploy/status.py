@@ -77,12 +77,13 @@ class Report:
 
 
 def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
-    """An item whose every string (they come from cluster objects) is scrubbed of
-    values, stripped of control characters and shortened."""
+    """An item whose every string (they come from cluster objects) is stripped of
+    control characters and shortened; its free text (status, detail) is also
+    scrubbed of values. Names, hosts and addresses are shown as they are."""
 
     def clean(value: t.Any) -> t.Any:
-        if isinstance(value, str):
-            return scrub(value, pods.NAME_LIMIT)
+        if isinstance(value, str):  # names, hosts, addresses
+            return pods.shown(value)
         if isinstance(value, list):
             return [clean(v) for v in value]
         if isinstance(value, dict):
@@ -90,8 +91,8 @@ def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
         return value
 
     return Item(
-        scrub(item.kind, pods.REASON_LIMIT),
-        scrub(item.name, pods.NAME_LIMIT),
+        pods.shown(item.kind, pods.REASON_LIMIT),
+        pods.shown(item.name),
         item.ok,
         scrub(item.status),
         scrub(item.detail),
