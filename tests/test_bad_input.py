@@ -179,7 +179,7 @@ CASES = [
         {
             "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: cloudfront\n"
         },
-        r"environments/dev/config\.yml: EKS_EDGE is 'cloudfront'; it must be one of ingress, caddy",
+        r"environments/dev/config\.yml: EKS_EDGE is 'cloudfront'; it must be one of ingress, gateway, alb, caddy",
     ),
     Case(
         "unknown-edge-variable",
@@ -192,6 +192,66 @@ CASES = [
         {},
         r"TUTOR_EKS_ISSUER_KIND: EKS_ISSUER_KIND is 'Acme'",
         env={"TUTOR_EKS_ISSUER_KIND": "Acme"},
+    ),
+    Case(
+        "gateway-without-class",
+        {"environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: gateway\n"},
+        r"environments/dev/config\.yml: EKS_EDGE is gateway and EKS_GATEWAY_CLASS is empty: set it to the GatewayClass",
+    ),
+    Case(
+        "gateway-class-not-a-name",
+        {
+            "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: gateway\nEKS_GATEWAY_CLASS: Envoy Gateway\n"
+        },
+        r"environments/dev/config\.yml: EKS_GATEWAY_CLASS must be the name of a GatewayClass",
+    ),
+    Case(
+        "gateway-bad-reference",
+        {},
+        r"TUTOR_EKS_GATEWAY: EKS_GATEWAY must name a Gateway as \"name\" or \"namespace/name\"",
+        env={"TUTOR_EKS_EDGE": "gateway", "TUTOR_EKS_GATEWAY": "edge/shared/x"},
+    ),
+    Case(
+        "gateway-too-many-hosts",
+        {
+            "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: gateway\nEKS_GATEWAY_CLASS: eg\nEKS_EXTRA_HOSTS: ["
+            + ", ".join(f"h{i}.example.com" for i in range(16))
+            + "]\n"
+        },
+        r"EKS_EDGE gateway: \d+ public hosts .* are more than the 16 host names an HTTPRoute holds; serve fewer hosts \(EKS_EXTRA_HOSTS: environments/dev/config\.yml\)",
+    ),
+    Case(
+        "alb-not-an-acm-arn",
+        {
+            "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: alb\nEKS_ACM_CERTIFICATE_ARN: arn:aws:iam::123456789012:server-certificate/x\n"
+        },
+        r"environments/dev/config\.yml: EKS_ACM_CERTIFICATE_ARN must be ACM certificate ARNs",
+    ),
+    Case(
+        "alb-bad-group",
+        {},
+        r"TUTOR_EKS_ALB_GROUP: EKS_ALB_GROUP must be an ALB group name",
+        env={"TUTOR_EKS_EDGE": "alb", "TUTOR_EKS_ALB_GROUP": "Shared_ALB"},
+    ),
+    Case(
+        "alb-annotation-not-text",
+        {
+            "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: alb\nEKS_ALB_ANNOTATIONS:\n  alb.ingress.kubernetes.io/tags: {team: web}\n"
+        },
+        r"environments/dev/config\.yml: EKS_ALB_ANNOTATIONS\['alb\.ingress\.kubernetes\.io/tags'\] must be text, not a dict",
+    ),
+    Case(
+        "alb-annotation-bad-key",
+        {
+            "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: alb\nEKS_ALB_ANNOTATIONS:\n  'waf acl': x\n"
+        },
+        r"environments/dev/config\.yml: EKS_ALB_ANNOTATIONS has the key 'waf acl', which is not an annotation name",
+    ),
+    Case(
+        "alb-annotations-not-a-mapping",
+        {},
+        r"TUTOR_EKS_ALB_ANNOTATIONS: EKS_ALB_ANNOTATIONS must be a mapping of annotation to text, not a list",
+        env={"TUTOR_EKS_EDGE": "alb", "TUTOR_EKS_ALB_ANNOTATIONS": "[a, b]"},
     ),
     Case(
         "proxy-contradicts-edge",

@@ -18,7 +18,8 @@ CLB_ANNOTATIONS: dict[str, str] = {
     "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout": "300",
 }
 
-EDGES = ("ingress", "caddy")
+#: The edge modes (``render/edge.py``): what faces the internet in front of Caddy.
+EDGES = ("ingress", "gateway", "alb", "caddy")
 ISSUER_KINDS = ("ClusterIssuer", "Issuer")
 
 #: Every key the plugin adds to Tutor's configuration, with its default.
@@ -52,6 +53,16 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "ACME_EMAIL": "",
     "ACME_SERVER": LETSENCRYPT_PRODUCTION,
     "LOAD_BALANCER_ANNOTATIONS": CLB_ANNOTATIONS,
+    # EKS_EDGE gateway: the GatewayClass of the environment's own Gateway, or an
+    # existing Gateway ("name" or "namespace/name") its HTTPRoutes attach to.
+    "GATEWAY_CLASS": "",
+    "GATEWAY": "",
+    # EKS_EDGE alb: the ACM certificate(s) of the ALB (comma-separated ARNs; empty:
+    # the controller discovers them by host name), the ALB group shared by several
+    # Ingresses, and more AWS Load Balancer Controller annotations.
+    "ACM_CERTIFICATE_ARN": "",
+    "ALB_GROUP": "",
+    "ALB_ANNOTATIONS": {},
     # Name of the Secret (and Certificate) holding the TLS key pair of the Ingress.
     "TLS_SECRET": "openedx-tls",
     # Host names served by the Ingress beside those Tutor and its plugins define.

@@ -19,6 +19,7 @@ import jinja2
 from .. import tutor_compat
 from ..environment import parse_yaml_documents
 from ..exceptions import EksError
+from . import edge
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
@@ -41,20 +42,10 @@ CLUSTER_SCOPED_KINDS = (
     "PriorityClass",
     "PersistentVolume",
     "CustomResourceDefinition",
+    "GatewayClass",
 )
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$")  # ":" in RBAC names
-
-
-def default_names(config: t.Mapping[str, t.Any]) -> list[str]:
-    """The default manifests of the edge mode: ingress mode adds an Ingress, and
-    with HTTPS the issuer and Certificate; caddy mode adds none (Caddy's own
-    LoadBalancer Service faces the internet)."""
-    if config.get("EKS_EDGE") != "ingress":
-        return []
-    if not config.get("ENABLE_HTTPS"):
-        return ["ingress"]
-    return ["ingress", "issuer", "certificate"]
 
 
 def public_hosts(
@@ -112,10 +103,15 @@ def extra_hosts(value: t.Any, source: str) -> list[str]:
 
 def extra_hosts_source(resolution: Resolution) -> str:
     """Where ``EKS_EXTRA_HOSTS`` comes from, for messages."""
-    if "EKS_EXTRA_HOSTS" in resolution.sources:
-        return resolution.sources["EKS_EXTRA_HOSTS"]
-    if "TUTOR_EKS_EXTRA_HOSTS" in os.environ:
-        return "TUTOR_EKS_EXTRA_HOSTS"
+    return source_of(resolution, "EKS_EXTRA_HOSTS")
+
+
+def source_of(resolution: Resolution, key: str) -> str:
+    """Where ``key`` of the configuration comes from, for messages."""
+    if key in resolution.sources:
+        return resolution.sources[key]
+    if f"TUTOR_{key}" in os.environ:
+        return f"TUTOR_{key}"
     return "the tutor root's config.yml"
 
 
@@ -132,17 +128,22 @@ def context_renderer(context: jinja2.runtime.Context) -> t.Callable[[str], str]:
 
 def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
     """Template global ``eks_manifests()``: every manifest of the environment, rendered."""
-    variables = context.get_all()
     environment = resolution.environment
     hosts = public_hosts(
-        variables, context_renderer(context), extra_hosts_source(resolution)
+        context.get_all(), context_renderer(context), extra_hosts_source(resolution)
     )
+    variables = {
+        **context.get_all(),
+        "eks_edge": edge.template_values(
+            context.get_all(), hosts, lambda key: source_of(resolution, key)
+        ),
+    }
     rendered: list[tuple[str, str]] = []
     defaults: dict[str, str] = {}
-    for name in default_names(variables):
+    for name, template_file in edge.default_templates(variables).items():
         if name in environment.manifests:
             continue
-        template_name = DEFAULT_TEMPLATE.format(name=name)
+        template_name = DEFAULT_TEMPLATE.format(name=template_file)
         template = context.environment.get_template(template_name)
         display = f"tutoreks/templates/{template_name}"
         defaults[name] = display
@@ -201,7 +202,7 @@ def ca_bundle_part(ca: CaBundle) -> str:
 
 
 #: The names of the default manifests (``k8s/<name>.yml`` replaces one).
-DEFAULT_NAMES = ("ingress", "issuer", "certificate")
+DEFAULT_NAMES = ("ingress", "issuer", "certificate", "gateway", "httproute")
 
 _warned: set[str] = set()
 
