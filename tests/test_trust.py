@@ -16,6 +16,7 @@ from tutoreks import tutor_compat
 from tutoreks.config import state as state_module
 from tutoreks.config.state import State
 from tutoreks.deploy import pods, prune, status
+from tutoreks.deploy.report import Item, Report
 from tutoreks.exceptions import EksError
 from tutoreks.render import record
 
@@ -294,9 +295,7 @@ HOSTILE = (
 def test_cluster_strings_are_scrubbed_stripped_and_shortened() -> None:
     scrub = pods.Scrubber([SECRET_LOOKING])
     item = status.cleaned(
-        status.Item(
-            "Certificate", "x" * 400, False, HOSTILE, HOSTILE * 5, {"why": [HOSTILE]}
-        ),
+        Item("Certificate", "x" * 400, False, HOSTILE, HOSTILE * 5, {"why": [HOSTILE]}),
         scrub,
     )
     for text in (item.status, item.detail):
@@ -312,7 +311,7 @@ def test_names_are_shown_as_they_are() -> None:
     `openedx`) does not hide the name (`openedx-tls`, namespace `openedx-dev`)."""
     scrub = pods.Scrubber(["openedx"])
     item = status.cleaned(
-        status.Item("Certificate", "openedx-tls", False, "openedx failed", ""), scrub
+        Item("Certificate", "openedx-tls", False, "openedx failed", ""), scrub
     )
     assert (item.name, item.status) == ("openedx-tls", "*** failed")
     pod = {
@@ -326,11 +325,11 @@ def test_names_are_shown_as_they_are() -> None:
 
 
 def test_a_markdown_cell_shows_text_and_nothing_else() -> None:
-    report = status.Report(
+    report = Report(
         "qa",
         "openedx-qa",
         None,
-        [status.Item("Ingress", "openedx", False, HOSTILE, HOSTILE)],
+        [Item("Ingress", "openedx", False, HOSTILE, HOSTILE)],
     )
     row = status.markdown(report).splitlines()[-1]
     # one row of five cells: every other pipe is escaped

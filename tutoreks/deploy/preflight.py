@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import EksError
+from . import edge
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
@@ -477,31 +478,7 @@ def checks_for(
             kubernetes_object(kube, k.NAMESPACES, namespace, f"namespace {namespace}"),
         ),
     ]
-    if config["EKS_EDGE"] == "ingress":
-        ingress_class = str(config["EKS_INGRESS_CLASS"])
-        checks.append(
-            (
-                "ingressclass",
-                kubernetes_object(
-                    kube,
-                    k.INGRESS_CLASSES,
-                    ingress_class,
-                    f"IngressClass {ingress_class}",
-                ),
-            )
-        )
-        if config["ENABLE_HTTPS"]:
-            kinds = [
-                "certificates",
-                "clusterissuers"
-                if config["EKS_ISSUER_KIND"] == "ClusterIssuer"
-                else "issuers",
-            ]
-            for kind in kinds:
-                crd = f"{kind}.cert-manager.io"
-                checks.append(
-                    (f"crd {crd}", kubernetes_object(kube, k.CRDS, crd, f"CRD {crd}"))
-                )
+    checks += edge.checks(config, kube)
     if config.get("RUN_MYSQL") is False:
         checks.append(("mysql", mysql(config, ca_bundle)))
     if config.get("RUN_REDIS") is False:

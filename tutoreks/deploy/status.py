@@ -7,73 +7,31 @@ works. Read from the cluster with the adapter only, never a value from a Secret:
   out (the same explanation as a failed rollout);
 - the last Job of each init task Tutor ran (``<service>-job-<timestamp>``; Tutor
   deletes them an hour after they finish);
-- in ``ingress`` edge mode, each Ingress of the instance: its hosts and load
-  balancer address; with HTTPS, each Certificate: Ready, and its expiry;
-- in ``caddy`` edge mode, caddy's LoadBalancer Service and its hostname.
+- the autoscalers and disruption budgets of ``EKS_WORKLOADS``;
+- the edge (``deploy/edge.py``): the Ingress, Gateway and HTTPRoutes, or caddy's
+  LoadBalancer Service, with their addresses; each Certificate cert-manager
+  issues: Ready, and its expiry.
 
 Something is *not ready* (exit 1) when: no deploy is recorded, a Deployment has not
-rolled out, an init Job failed or still runs, an Ingress or caddy's Service has no
-load balancer address, a Certificate is not Ready or has expired.
+rolled out, an init Job failed or still runs, an Ingress, a Gateway or caddy's
+Service has no load balancer address, a Gateway is not programmed, an HTTPRoute is
+not accepted, a Certificate is not Ready or has expired.
 """
 
 from __future__ import annotations
 
-import datetime
 import re
 import typing as t
-from dataclasses import dataclass, field
 
 from .. import tutor_compat
-from . import pods, rollout
+from . import edge, pods, rollout
+from .report import Item, Report
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
     from ..kube import Kube
 
 JOB_NAME = re.compile(r"^(?P<task>.+-job)-(?P<stamp>\d{14})$")
-
-
-@dataclass
-class Item:
-    """One row: a Deployment, a Job, an Ingress, a Certificate, a Service."""
-
-    kind: str
-    name: str
-    ok: bool
-    status: str
-    detail: str = ""
-    data: dict[str, t.Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, t.Any]:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "ok": self.ok,
-            "status": self.status,
-            "detail": self.detail,
-            **self.data,
-        }
-
-
-@dataclass
-class Report:
-    environment: str
-    namespace: str
-    last_deploy: dict[str, str] | None
-    items: list[Item]
-
-    @property
-    def ok(self) -> bool:
-        return all(item.ok for item in self.items)
-
-    def as_dict(self) -> dict[str, t.Any]:
-        return {
-            "environment": self.environment,
-            "namespace": self.namespace,
-            "ok": self.ok,
-            "last_deploy": self.last_deploy,
-            "items": [item.as_dict() for item in self.items],
-        }
 
 
 def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
@@ -157,19 +115,7 @@ def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Rep
         ),
         ("PodDisruptionBudget", lambda: budget_items(kube, namespace, instance_id)),
     ]
-    if config.get("EKS_EDGE") == "ingress":
-        sections.append(
-            ("Ingress", lambda: ingress_items(kube, namespace, instance_id))
-        )
-        if config.get("ENABLE_HTTPS"):
-            sections.append(
-                (
-                    "Certificate",
-                    lambda: certificate_items(kube, namespace, instance_id, scrub),
-                )
-            )
-    else:
-        sections.append(("Service", lambda: [caddy_item(kube, namespace, instance_id)]))
+    sections += edge.status_sections(kube, config, namespace, scrub)
     for kind, section in sections:
         try:
             items += section()
@@ -284,18 +230,6 @@ def job_items(
     return items
 
 
-def _addresses(obj: dict[str, t.Any]) -> list[str]:
-    found = []
-    for entry in ((obj.get("status") or {}).get("loadBalancer") or {}).get(
-        "ingress"
-    ) or []:
-        if isinstance(entry, dict):
-            address = entry.get("hostname") or entry.get("ip")
-            if address:
-                found.append(str(address))
-    return found
-
-
 def autoscaler_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
     """Each autoscaler (EKS_WORKLOADS): replicas now, wanted, and its bounds; not
     ready when it cannot scale (no metrics API, no request to compare with)."""
@@ -361,140 +295,6 @@ def budget_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
             )
         )
     return items
-
-
-def ingress_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
-    from ..kube import INGRESSES
-
-    found = kube.list(INGRESSES, namespace, tutor_compat.instance_selector(instance_id))
-    if not found:
-        return [Item("Ingress", "-", False, "none", "no Ingress of this instance")]
-    items = []
-    for ingress in sorted(found, key=lambda i: str(i["metadata"].get("name"))):
-        hosts = [
-            str(rule.get("host"))
-            for rule in (ingress.get("spec") or {}).get("rules") or []
-            if isinstance(rule, dict) and rule.get("host")
-        ]
-        addresses = _addresses(ingress)
-        klass = (ingress.get("spec") or {}).get("ingressClassName") or "?"
-        items.append(
-            Item(
-                "Ingress",
-                str(ingress["metadata"]["name"]),
-                bool(addresses),
-                ", ".join(addresses) or "no address",
-                ("hosts: " + ", ".join(hosts))
-                + (
-                    ""
-                    if addresses
-                    else f"; no load balancer address yet: is the {klass} ingress "
-                    "controller running?"
-                ),
-                {"hosts": hosts, "addresses": addresses},
-            )
-        )
-    return items
-
-
-def certificate_items(
-    kube: Kube, namespace: str, instance_id: str, scrub: pods.Scrubber
-) -> list[Item]:
-    from ..kube import CERTIFICATES, KubeError
-
-    try:
-        found = kube.list(
-            CERTIFICATES, namespace, tutor_compat.instance_selector(instance_id)
-        )
-    except KubeError as e:
-        if e.status != 404:
-            raise
-        return [
-            Item(
-                "Certificate",
-                "-",
-                False,
-                "no API",
-                "cert-manager's Certificate API is not installed on the cluster",
-            )
-        ]
-    if not found:
-        return [
-            Item("Certificate", "-", False, "none", "no Certificate of this instance")
-        ]
-    items = []
-    now = datetime.datetime.now(datetime.timezone.utc)
-    for certificate in sorted(found, key=lambda c: str(c["metadata"].get("name"))):
-        ready = pods.condition_of(certificate, "Ready")
-        expiry = str((certificate.get("status") or {}).get("notAfter") or "")
-        expires = _parse_time(expiry)
-        ok = ready.get("status") == "True" and (expires is None or expires > now)
-        if expires is not None:
-            days = (expires - now).days
-            when = (
-                f"expires {expiry} (in {days} days)"
-                if expires > now
-                else f"EXPIRED {expiry}"
-            )
-        else:
-            when = "no expiry yet"
-        message = scrub(str(ready.get("message") or ""))
-        detail = (
-            when if ok else f"{ready.get('reason') or 'not issued'}: {message}; {when}"
-        )
-        items.append(
-            Item(
-                "Certificate",
-                str(certificate["metadata"]["name"]),
-                ok,
-                "Ready" if ready.get("status") == "True" else "not ready",
-                detail,
-                {"expires": expiry or None},
-            )
-        )
-    return items
-
-
-def caddy_item(kube: Kube, namespace: str, instance_id: str) -> Item:
-    from ..kube import SERVICES
-
-    service = kube.get(SERVICES, "caddy", namespace)
-    label = tutor_compat.instance_label_value(instance_id)
-    if (
-        service is None
-        or (service["metadata"].get("labels") or {}).get(tutor_compat.INSTANCE_LABEL)
-        != label
-    ):
-        return Item(
-            "Service", "caddy", False, "none", "no caddy Service of this instance"
-        )
-    kind = (service.get("spec") or {}).get("type")
-    addresses = _addresses(service)
-    if kind != "LoadBalancer":
-        return Item(
-            "Service",
-            "caddy",
-            False,
-            str(kind),
-            "EKS_EDGE caddy expects a LoadBalancer",
-        )
-    return Item(
-        "Service",
-        "caddy",
-        bool(addresses),
-        ", ".join(addresses) or "no address",
-        "" if addresses else "the load balancer has no hostname yet",
-        {"addresses": addresses},
-    )
-
-
-def _parse_time(text: str) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 # --- output ---------------------------------------------------------------------------
