@@ -71,7 +71,27 @@ DESCRIPTIONS: dict[str, Description] = {
         "Secret](../state.md))"
     ),
     "EKS_EDGE": Description(
-        "`ingress` or `caddy`, see [Edge modes](../edges.md#edge-modes)"
+        "`ingress`, `gateway`, `alb` or `caddy`, see [Edge modes](../edges.md#edge-modes)"
+    ),
+    "EKS_GATEWAY_CLASS": Description(
+        "`gateway` edge: the GatewayClass of the environment's own Gateway (required "
+        "unless `EKS_GATEWAY` is set) ([the gateway edge](../edges.md#the-gateway-edge))"
+    ),
+    "EKS_GATEWAY": Description(
+        '`gateway` edge: an existing Gateway, `"name"` or `"namespace/name"`, that the '
+        "HTTPRoute attaches to instead; its owner terminates TLS"
+    ),
+    "EKS_ACM_CERTIFICATE_ARN": Description(
+        "`alb` edge: the ALB's ACM certificate ARNs, comma-separated; empty: the "
+        "controller discovers them by host name "
+        "([the alb edge](../edges.md#the-alb-edge))"
+    ),
+    "EKS_ALB_GROUP": Description(
+        "`alb` edge: `group.name` of an ALB shared by several Ingresses (environments)"
+    ),
+    "EKS_ALB_ANNOTATIONS": Description(
+        "`alb` edge: more AWS Load Balancer Controller annotations (WAF, subnets, "
+        "security groups ...), added last: they override the plugin's"
     ),
     "EKS_INGRESS_CLASS": Description(
         "the IngressClass of the Ingress and of the HTTP-01 solver"
@@ -92,9 +112,11 @@ DESCRIPTIONS: dict[str, Description] = {
         "([below](#caddys-load-balancer-annotations))",
         replace_default=True,
     ),
-    "EKS_TLS_SECRET": Description("the TLS Secret and Certificate name of the Ingress"),
+    "EKS_TLS_SECRET": Description(
+        "the TLS Secret and Certificate name of the Ingress or Gateway"
+    ),
     "EKS_EXTRA_HOSTS": Description(
-        "more host names for the Ingress and Certificate, after the public hosts of "
+        "more host names for the edge and Certificate, after the public hosts of "
         "Tutor and its plugins; a list (a string is an error)"
     ),
     "EKS_ROLLOUT_TIMEOUT": Description(
