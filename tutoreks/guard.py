@@ -19,16 +19,24 @@ values that another deploy stored first (step 2), which Tutor must use.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
 import tempfile
+import time
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+from tutor import fmt
+
 from . import signals, tutor_compat
-from .config import resolve
+from .config import context, resolve, state
+from .config.values import quoted_string_escape
+from .deploy import adopt
+from .exceptions import EksError
 
 BACKUP_PREFIX = ".eks-env-backup-"
 
@@ -50,9 +58,6 @@ LOCK_WAIT = 120.0
 def lock_root(root: str) -> int | None:
     """Hold the root (an flock on its directory) until the command ends: two
     commands saving the same root run one after the other."""
-    import fcntl
-    import time
-
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -66,22 +71,20 @@ def lock_root(root: str) -> int | None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 os.close(fd)
-                from .exceptions import EksError
-
                 raise EksError(
                     f"The tutor root {root} is busy: another tutor command has been "
                     f"saving it for more than {LOCK_WAIT:g} s. Nothing was changed."
                 ) from None
             if not waited:
-                from tutor import fmt
-
                 fmt.echo_info(f"Waiting for another tutor command saving {root}...")
                 waited = True
             time.sleep(0.2)
 
 
-#: The snapshot of the running command, if it saved config.yml.
-_snapshots: dict[str, Snapshot] = {}
+def snapshots() -> dict[str, Snapshot]:
+    """The snapshots of the running command, by root (it saved config.yml)."""
+    found: dict[str, Snapshot] = tutor_compat.command_state("tutoreks.snapshots", dict)
+    return found
 
 
 def install() -> None:
@@ -96,8 +99,8 @@ def guarded_save(root: str, config: dict[str, t.Any]) -> None:
         return
     take_snapshot(root)
     kept: list[str] = []
-    if resolution is not None and resolution.online:
-        kept = keep_generated(resolution, config)
+    if resolution.online:
+        kept = keep_generated(context.for_root(root), resolution, config)
     # Tutor's own function truncates config.yml before writing it: a concurrent
     # reader could see it empty. The same content, written atomically.
     tutor_compat.write_config_atomically(
@@ -106,26 +109,20 @@ def guarded_save(root: str, config: dict[str, t.Any]) -> None:
 
 
 def keep_generated(
-    resolution: resolve.Resolution, config: dict[str, t.Any]
+    ctx: context.Context, resolution: resolve.Resolution, config: dict[str, t.Any]
 ) -> list[str]:
     """The state's part of a save: a new ``ID`` must not clash with a running
     instance (``deploy/adopt.py``); resolutions read before are stale after."""
-    from .config import state
-    from .deploy import adopt
-
     if resolution.state is None:
         return []
-    kube = resolve.client()
     namespace = resolution.namespace
-    kept = state.keep_generated(
-        kube,
+    return state.keep_generated(
+        ctx,
         resolution.state,
         resolution.sources,
         config,
-        lambda new_id: adopt.refuse_foreign_instance(kube, namespace, new_id),
+        lambda new_id: adopt.refuse_foreign_instance(ctx.kube(), namespace, new_id),
     )
-    resolve.forget()
-    return kept
 
 
 def without_injected(
@@ -140,7 +137,7 @@ def without_injected(
     if resolution is None:
         return config
     result = dict(config)
-    previous = resolve.read_root_config(root)
+    previous = context.for_root(root).root_config()
     explicit = tutor_compat.explicitly_set_keys()
     injected = set(resolution.values) | set(kept)
     if resolution.state_secret:
@@ -151,8 +148,6 @@ def without_injected(
     for key in injected:
         if key in explicit:
             if key in resolution.values:
-                from tutor import fmt
-
                 fmt.echo_alert(
                     f"{key} is saved in the tutor root's config.yml, but "
                     f"{resolution.sources.get(key, 'the environment')} takes precedence over it."
@@ -173,8 +168,6 @@ def keep_templates(
     """A setting of the root whose template (``{{ MYSQL_ROOT_PASSWORD }}``) renders
     a value from a Secret or the state is written as its template, never as the
     value: ``--set`` text first, else the root's own text."""
-    from .config.values import quoted_string_escape
-
     sensitive = [
         form
         for value in resolution.sensitive_values()
@@ -192,8 +185,6 @@ def keep_templates(
             if isinstance(template, str) and template != value:
                 result[key] = template
             else:
-                from .exceptions import EksError
-
                 raise EksError(
                     f"{key} would be written to the tutor root's config.yml holding a "
                     "value from a Kubernetes Secret or the state; nothing was written."
@@ -205,7 +196,7 @@ def keep_templates(
 
 def take_snapshot(root: str) -> None:
     """Keep config.yml and env/ so that a failed command can put them back."""
-    if root in _snapshots:
+    if root in snapshots():
         return
     lock = lock_root(root)
     remove_stale_backups(root)
@@ -220,8 +211,8 @@ def take_snapshot(root: str) -> None:
     if not tutor_compat.on_command_end(lambda: finish(snapshot)):
         discard(snapshot)
         return
-    _snapshots[root] = snapshot
-    _restore_on_sigterm()
+    snapshots()[root] = snapshot
+    _restore_on_sigterm(snapshots())
 
 
 def remove_stale_backups(root: str) -> None:
@@ -238,15 +229,13 @@ def remove_stale_backups(root: str) -> None:
 
 def mark_env_saved(root_env: str, _config: dict[str, t.Any]) -> None:
     """ENV_SAVED: config.yml and env/ were both written completely."""
-    for snapshot in _snapshots.values():
+    for snapshot in snapshots().values():
         if tutor_compat.env_dir(snapshot.root) == root_env:
             snapshot.env_saved = True
 
 
 def failing() -> bool:
     """Whether the command is ending with an error (called while click closes it)."""
-    import click
-
     error = sys.exc_info()[1]
     if error is None:
         return False
@@ -264,8 +253,9 @@ def finish(snapshot: Snapshot, failed: bool | None = None) -> None:
     if snapshot.finished:
         return
     snapshot.finished = True
-    if _snapshots.get(snapshot.root) is snapshot:
-        del _snapshots[snapshot.root]
+    taken = snapshots()
+    if taken.get(snapshot.root) is snapshot:
+        del taken[snapshot.root]
     try:
         if (failing() if failed is None else failed) and not snapshot.env_saved:
             restore(snapshot)
@@ -283,8 +273,6 @@ def discard(snapshot: Snapshot) -> None:
 
 
 def restore(snapshot: Snapshot) -> None:
-    from tutor import fmt
-
     path = tutor_compat.config_path(snapshot.root)
     if snapshot.config_bytes is None:
         if os.path.exists(path):
@@ -303,11 +291,11 @@ def restore(snapshot: Snapshot) -> None:
     )
 
 
-def _restore_on_sigterm() -> None:
+def _restore_on_sigterm(taken: dict[str, Snapshot]) -> None:
     """SIGTERM (a cancelled CI job) restores and cleans up as an error does."""
 
     def restore_all() -> None:
-        for snapshot in list(_snapshots.values()):
+        for snapshot in list(taken.values()):
             finish(snapshot, failed=True)
 
     signals.on_sigterm("restore", restore_all)

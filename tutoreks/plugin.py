@@ -1,16 +1,16 @@
 """Tutor plugin ``eks``: registers the plugin's hooks, and nothing else.
 
-Every `tutor` command imports this module and runs the config hook, so both are
-cheap: no I/O at import, and the modules that do the work are imported by the hook
-callbacks that need them, once an environment is selected. The pipeline, one
-package or module per step: ``environment`` (select and load), ``config``
+Every `tutor` command imports this module and runs the config hooks, so both are
+cheap: no I/O at import, and this module is the one place where the rest of the
+package is imported late: by the hook callbacks, once an environment may be
+selected (:func:`_selected`; inert commands import nothing more). The pipeline,
+one package or module per step: ``environment`` (select and load), ``config``
 (resolve the layers), ``render`` (settings, manifests, kustomize, task scripts),
 ``guard`` (the save), ``deploy`` and ``cli``.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import typing as t
 
@@ -18,9 +18,11 @@ import click
 import jinja2
 from tutor import hooks
 
-from . import defaults, guard, tutor_compat
+from . import defaults, tutor_compat
 from .__about__ import __version__
-from .config import resolve
+
+if t.TYPE_CHECKING:
+    from .config.resolve import Resolution
 
 TEMPLATES_ROOT = os.path.join(os.path.dirname(__file__), "templates")
 PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
@@ -28,24 +30,71 @@ PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
 
 # --- configuration ------------------------------------------------------------
 
-hooks.Filters.CONFIG_USER.add()(resolve.config_user)
-hooks.Actions.ENV_SAVED.add()(guard.mark_env_saved)
+
+def _selected(root: str) -> bool:
+    """Whether an environment may be selected: TUTOR_EKS_ENVIRONMENT, or
+    EKS_ENVIRONMENT in the root's config.yml (a text search, no parse). When not,
+    the plugin is inert: Tutor's behaviour, nothing else imported or built."""
+    if "TUTOR_EKS_ENVIRONMENT" in os.environ:
+        return True
+    try:
+        with open(tutor_compat.config_path(root), encoding="utf-8") as f:
+            return "EKS_ENVIRONMENT" in f.read()
+    except OSError:
+        return False
+
+
+def _resolution() -> Resolution | None:
+    """The running command's resolution, None when inert."""
+    root = tutor_compat.current_root()
+    if not _selected(root):
+        return None
+    from .config import resolve
+
+    return resolve.for_root(root)
+
+
+@hooks.Filters.CONFIG_USER.add()
+def _config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
+    resolution = _resolution()
+    return items + list(resolution.values.items()) if resolution else items
 
 
 @hooks.Actions.ENV_SAVED.add()
-def _record_render(root_env: str, config: dict[str, t.Any]) -> None:
-    resolution = resolve.for_root(tutor_compat.current_root())
+def _env_saved(root_env: str, config: dict[str, t.Any]) -> None:
+    """env/ was written completely: the save guard keeps it; its record says for
+    what (an inert render removes an old record)."""
     from .render import record
 
+    resolution = _resolution()
+    if resolution is not None:
+        from . import guard
+
+        guard.mark_env_saved(root_env, config)
     record.write(root_env, resolution, config)
 
 
-guard.install()
+def _save_config_file(root: str, config: dict[str, t.Any]) -> None:
+    """Every write of config.yml: the save guard's, or Tutor's own when inert."""
+    if not _selected(root):
+        tutor_compat.write_config_atomically(root, config)
+        return
+    from . import guard
+
+    guard.guarded_save(root, config)
+
+
+tutor_compat.replace_save_config_file(_save_config_file)
 
 
 @hooks.Filters.CONFIG_DEFAULTS.add()
 def _defaults(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
-    active = resolve.is_active(tutor_compat.current_root())
+    root = tutor_compat.current_root()
+    active = False
+    if _selected(root):
+        from .config import resolve
+
+        active = resolve.is_active(root)
     return items + defaults.config_defaults(active=active)
 
 
@@ -65,7 +114,7 @@ hooks.Filters.ENV_TEMPLATE_TARGETS.add_items(
 
 @jinja2.pass_context
 def _eks_manifests(context: jinja2.runtime.Context) -> str:
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return ""
     from .render import manifests
@@ -75,7 +124,7 @@ def _eks_manifests(context: jinja2.runtime.Context) -> str:
 
 @jinja2.pass_context
 def _eks_hosts(context: jinja2.runtime.Context) -> list[str]:
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return []
     from .render import manifests
@@ -89,7 +138,7 @@ def _eks_hosts(context: jinja2.runtime.Context) -> list[str]:
 
 @jinja2.pass_context
 def _eks_kustomize_patches(context: jinja2.runtime.Context) -> str:
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return ""
     from .render import kustomize
@@ -99,7 +148,7 @@ def _eks_kustomize_patches(context: jinja2.runtime.Context) -> str:
 
 @jinja2.pass_context
 def _eks_service_settings(context: jinja2.runtime.Context) -> str:
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return ""
     from .render import services
@@ -117,7 +166,7 @@ hooks.Filters.ENV_TEMPLATE_VARIABLES.add_items(
 )
 
 
-@functools.lru_cache(maxsize=1)
+@hooks.lru_cache
 def _file_patches() -> tuple[tuple[str, str], ...]:
     """The files of ``patches/``, each named after its patch point."""
     patches = []
@@ -129,7 +178,7 @@ def _file_patches() -> tuple[tuple[str, str], ...]:
 
 @hooks.Filters.ENV_PATCHES.add()
 def _patches(patches: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return patches
     from .render import settings
@@ -142,7 +191,7 @@ def _patches(patches: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _task_script(_service: str, script: str) -> str:
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return script
     from .render import services, tasks
@@ -156,7 +205,7 @@ tutor_compat.wrap_task_scripts(_task_script)
 @hooks.Filters.CLI_DO_INIT_TASKS.add(priority=hooks.priorities.LOW)
 def _init_tasks(tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The admin user from Secrets, after every migration (low priority)."""
-    resolution = resolve.for_root(tutor_compat.current_root())
+    resolution = _resolution()
     if resolution is None:
         return tasks
     from .render import admin

@@ -15,8 +15,6 @@ import os
 import signal
 import typing as t
 
-_installed: set[str] = set()
-
 
 def child_pids(parent: int | None = None) -> list[int]:
     """The direct children of ``parent`` (this process), from /proc (Linux)."""
@@ -48,25 +46,37 @@ def stop_children() -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def on_sigterm(key: str, action: t.Callable[[], None]) -> None:
-    """On SIGTERM, run ``action``, then the handler installed before it, then end
-    with 128 + 15 as a killed process does. Once per ``key`` and process, main
-    thread only (the save guard puts the root back this way too)."""
-    if key in _installed:
-        return
-    previous = signal.getsignal(signal.SIGTERM)
+class _Handler:
+    """A SIGTERM handler: ``action``, then the handler installed before it, then
+    the end with 128 + 15. Handlers find each other through the signal module."""
 
-    def handler(signum: int, frame: t.Any) -> None:
-        action()
-        if callable(previous):
-            previous(signum, frame)
+    def __init__(self, key: str, action: t.Callable[[], None], previous: t.Any) -> None:
+        self.key = key
+        self.action = action
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: t.Any) -> None:
+        self.action()
+        if callable(self.previous):
+            self.previous(signum, frame)
         raise SystemExit(128 + signum)
 
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return
-    _installed.add(key)
+
+def on_sigterm(key: str, action: t.Callable[[], None]) -> None:
+    """On SIGTERM, run ``action``, then the handler installed before it, then end
+    with 128 + 15 as a killed process does. One handler per ``key``: a later call
+    replaces its action (a later command of the same process). Main thread only
+    (the save guard puts the root back this way too)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    while isinstance(handler, _Handler):
+        if handler.key == key:
+            handler.action = action
+            return
+        handler = handler.previous
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(
+            signal.SIGTERM, _Handler(key, action, signal.getsignal(signal.SIGTERM))
+        )
 
 
 def pass_sigterm_to_children() -> None:

@@ -116,6 +116,18 @@ def on_command_end(callback: t.Callable[[], None]) -> bool:
     return True
 
 
+def command_state(key: str, make: t.Callable[[], t.Any]) -> t.Any:
+    """What the running command keeps under ``key`` (``make()`` the first time),
+    for as long as it runs; ``make()`` each time outside a command."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return make()
+    meta = ctx.find_root().meta
+    if key not in meta:
+        meta[key] = make()
+    return meta[key]
+
+
 def command_path() -> tuple[str, ...]:
     """The running command's names, e.g. ("k8s", "launch")."""
     ctx = click.get_current_context(silent=True)
@@ -199,21 +211,11 @@ def _umask() -> int:
 
 
 def load_defaults() -> dict[str, t.Any]:
-    """Tutor's and the loaded plugins' defaults, unrendered. Read-only: the same
-    dict is returned while the loaded plugins and TUTOR_ variables are the same."""
-    key = (
-        loaded_plugins(),
-        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("TUTOR_"))),
-    )
-    if key not in _defaults:
-        from tutor import config as tutor_config
+    """Tutor's and the loaded plugins' defaults, unrendered (a command's context
+    keeps them: ``config/context.py``)."""
+    from tutor import config as tutor_config
 
-        _defaults.clear()
-        _defaults[key] = tutor_config.load_defaults()
-    return _defaults[key]
-
-
-_defaults: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
+    return tutor_config.load_defaults()
 
 
 def load_full(root: str) -> dict[str, t.Any]:
@@ -355,53 +357,43 @@ def k8s_start_names() -> tuple[str, ...]:
 JOB_POLL_SELECTOR = "metadata.name="
 
 JobCheck = t.Callable[[dict[str, t.Any], str], None]
-_polling: dict[str, t.Any] = {"config": None}
 
 
 def wrap_job_wait(check: JobCheck) -> None:
     """Call ``check(config, job_name)`` each time Tutor's task runner polls the Job
     it started (``K8sTaskRunner.run_task`` lists it by name every 5 s until it
     succeeded, or failed with no pod active), before Tutor looks at the answer: an
-    exception raised by ``check`` ends the wait and the command."""
+    exception raised by ``check`` ends the wait and the command. While a task
+    runs, the ``BatchV1Api`` of Tutor's ``K8sClients`` is wrapped."""
     module = _k8s_module()
-    if getattr(module.K8sTaskRunner.run_task, "_tutoreks_wrapped", False):
-        return
 
     def make(original_run: t.Any) -> t.Any:
         def run_task(self: t.Any, service: str, command: str) -> int:
-            previous = _polling["config"]
-            _polling["config"] = self.config
+            clients = module.K8sClients.instance()
+            api = clients.batch_api
+            clients._batch_api = _PolledBatchApi(api, check, self.config)
             try:
                 return int(original_run(self, service, command))
             finally:
-                _polling["config"] = previous
+                clients._batch_api = api
 
         return run_task
 
     _wrap(module.K8sTaskRunner, "run_task", make)
 
-    clients = module.K8sClients
-    original_property = clients.__dict__["batch_api"]
-
-    def batch_api(self: t.Any) -> t.Any:
-        return _PolledBatchApi(original_property.fget(self), check)
-
-    batch_api._tutoreks_original = original_property  # type: ignore[attr-defined]
-    clients.batch_api = property(batch_api)
-
 
 class _PolledBatchApi:
     """Tutor's ``BatchV1Api``, with :func:`wrap_job_wait`'s check on each poll."""
 
-    def __init__(self, api: t.Any, check: JobCheck) -> None:
+    def __init__(self, api: t.Any, check: JobCheck, config: dict[str, t.Any]) -> None:
         self._api = api
         self._check = check
+        self._config = config
 
     def list_namespaced_job(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         selector = str(kwargs.get("field_selector") or "")
-        config = _polling["config"]
-        if config is not None and selector.startswith(JOB_POLL_SELECTOR):
-            self._check(config, selector[len(JOB_POLL_SELECTOR) :])
+        if selector.startswith(JOB_POLL_SELECTOR):
+            self._check(self._config, selector[len(JOB_POLL_SELECTOR) :])
         return self._api.list_namespaced_job(*args, **kwargs)
 
     def __getattr__(self, name: str) -> t.Any:

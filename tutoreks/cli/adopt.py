@@ -9,8 +9,9 @@ import typing as t
 import click
 from tutor import fmt
 
-from .. import kube, tutor_compat
-from ..config import resolve, state
+from .. import tutor_compat
+from ..config import context as command_context
+from ..config import state
 from ..deploy import adopt
 from ..exceptions import EksError
 from .common import load
@@ -21,13 +22,14 @@ from .common import load
     help="Keep the ID and generated values of the Tutor instance running in the namespace",
 )
 @click.pass_obj
-def command(context: t.Any) -> None:
-    _config, resolution = load(context.root)
+def command(obj: t.Any) -> None:
+    _config, resolution = load(obj.root)
     kept = resolution.state
     if kept is None:
         raise EksError("tutor eks adopt needs the cluster: no state was read.")
     namespace = resolution.namespace
-    client = kube.client()
+    ctx = command_context.for_root(obj.root)
+    client = ctx.kube()
     instances = adopt.live_instances(client, namespace)
     if not instances:
         raise EksError(
@@ -56,7 +58,7 @@ def command(context: t.Any) -> None:
     stale = adopt.credential_configmaps(client, namespace, instance)
     if stale:
         stored = adopt.record_for_prune(client, stored, stale)
-    resolve.forget()
+    ctx.forget()
     report(stored, recovery, resolution)
     if stale:
         fmt.echo_info(

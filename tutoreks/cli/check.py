@@ -7,6 +7,7 @@ import typing as t
 
 import click
 
+from ..config import context
 from ..deploy import preflight
 from ..exceptions import EksError
 from .common import load, selected_name
@@ -33,9 +34,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
     else:
         results = preflight.secrets_result(resolution)
         try:
-            from .. import kube
-
-            client = kube.client()
+            client = context.for_root(root).kube()
         except EksError as e:
             results.append(preflight.Result("kubernetes", False, str(e)))
         else:

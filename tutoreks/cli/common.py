@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing as t
 
 from .. import tutor_compat
-from ..config import resolve
+from ..config import context, resolve
 from ..exceptions import EksError
 
 NO_SELECTION = (
@@ -17,9 +17,7 @@ NO_SELECTION = (
 
 def selected_name(root: str) -> str:
     """The selected environment's name, or an error that explains how to select one."""
-    from ..environment import select
-
-    name = select(resolve.read_root_config(root)).name
+    name = str(context.for_root(root).selection().name)
     if not name:
         raise EksError(NO_SELECTION)
     return name

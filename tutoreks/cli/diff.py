@@ -12,6 +12,8 @@ import click
 from tutor import fmt
 
 from .. import tutor_compat
+from ..config import context
+from ..deploy import prune
 from ..exceptions import EksError
 from ..render import record
 from .common import load
@@ -57,13 +59,10 @@ def command(ctx: click.Context) -> None:
 
 def prune_candidates(root: str) -> bool:
     """Print what the next deploy would prune; True when it would delete something."""
-    from ..config import resolve
-    from ..deploy import prune
-
     config, resolution = load(root)
     if resolution.state is None or not config.get("EKS_PRUNE"):
         return False
-    kube = resolve.client()
+    kube = context.for_root(root).kube()
     plan = prune.plan(kube, root, config, resolution.state)
     outcome = prune.prune(kube, plan, dry_run=True)
     prune.report(outcome, plan.namespace, dry_run=True)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import typing as t
 
 import click
 from tutor import fmt
 
 from .. import environment, tutor_compat
-from ..config import resolve
+from ..config import context, resolve
 from ..exceptions import EksError
+from ..render import settings
 
 
 @click.command(
@@ -20,7 +20,7 @@ from ..exceptions import EksError
 @click.pass_obj
 def command(context: t.Any) -> None:
     root = context.root
-    selection = environment.select(resolve.read_root_config(root))
+    selection = context.for_root(root).selection()
     names = environment.list_names(selection.root)
     if not names:
         raise EksError(
@@ -31,7 +31,7 @@ def command(context: t.Any) -> None:
     for name in names:
         marker = "*" if name == selection.name else " "
         try:
-            summary = validate(root, name)
+            summary = validate(root, environment.Selection(name, selection.root))
         except EksError as e:
             broken += 1
             fmt.echo(f"{marker} {name:<20} BROKEN  {e}")
@@ -46,15 +46,15 @@ def command(context: t.Any) -> None:
         raise EksError(f"{broken} of {len(names)} environments are broken.")
 
 
-def validate(root: str, name: str) -> str:
-    """Load and render one environment without reading the cluster; its summary."""
-    from ..render import settings
-
-    saved = os.environ.get("TUTOR_EKS_ENVIRONMENT")
-    os.environ["TUTOR_EKS_ENVIRONMENT"] = name
+def validate(root: str, selection: environment.Selection) -> str:
+    """Load and render one environment without reading the cluster; its summary.
+    The command's context resolves ``selection`` instead of the selected one
+    while this runs."""
+    ctx = context.for_root(root)
+    ctx.override = selection
     try:
         config = tutor_compat.load_full(root)
-        resolution = resolve.for_root(root)
+        resolution = resolve.for_context(ctx)
         if resolution is None:
             raise EksError("the environment was not selected")
         tutor_compat.render_template(config, "eks/k8s/manifests.yml")
@@ -65,10 +65,7 @@ def validate(root: str, name: str) -> str:
             raise
         raise EksError(f"{type(e).__name__}: {e}") from e
     finally:
-        if saved is None:
-            os.environ.pop("TUTOR_EKS_ENVIRONMENT", None)
-        else:
-            os.environ["TUTOR_EKS_ENVIRONMENT"] = saved
+        ctx.override = None
     return summary(config, resolution.environment)
 
 

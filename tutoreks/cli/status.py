@@ -8,6 +8,7 @@ import json
 
 import click
 
+from ..config import context
 from ..deploy import status
 from .common import load, table
 
@@ -27,10 +28,9 @@ from .common import load, table
 )
 @click.pass_context
 def command(ctx: click.Context, as_json: bool, markdown_file: str | None) -> None:
-    from .. import kube
-
     config, resolution = load(ctx.obj.root)
-    report = status.collect(kube.client(), config, resolution)
+    client = context.for_root(ctx.obj.root).kube()
+    report = status.collect(client, config, resolution)
     if markdown_file and markdown_file != "-":
         with open(markdown_file, "a", encoding="utf-8") as f:
             f.write(status.markdown(report))

@@ -13,9 +13,6 @@ import os
 import sys
 import typing as t
 
-#: Values already masked by this process.
-_masked: set[str] = set()
-
 
 def under_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
@@ -37,13 +34,14 @@ def mask_lines(values: t.Iterable[str]) -> list[str]:
     return [f"::add-mask::{escape(part)}" for part in sorted(parts)]
 
 
-def mask(values: t.Iterable[str]) -> None:
-    """Under GitHub Actions, mask every value not masked yet, on stdout, now."""
+def mask(masked: set[str], values: t.Iterable[str]) -> None:
+    """Under GitHub Actions, mask every value not in ``masked`` yet (the command's
+    context keeps what it masked), on stdout, now."""
     if not under_github_actions():
         return
-    fresh = [v for v in values if v not in _masked]
+    fresh = [v for v in values if v not in masked]
     lines = mask_lines(fresh)
-    _masked.update(fresh)
+    masked.update(fresh)
     if lines:
         sys.stdout.write("".join(line + "\n" for line in lines))
         sys.stdout.flush()

@@ -11,8 +11,8 @@
 Tutor's ``CONFIG_USER`` filter is the only hook whose values beat the root's
 config.yml, so layers 3 to 6 are returned from it (:func:`config_user`). The result
 of one resolution is a :class:`Resolution`, passed explicitly to the steps that
-need it; :func:`for_root` memoises it per process, since Tutor loads the
-configuration several times per command.
+need it; the command's context (``config/context.py``) keeps it, since Tutor
+loads the configuration several times per command.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import os
 import typing as t
 from dataclasses import dataclass, field
 
-from .. import defaults, tutor_compat
-from ..exceptions import EksError
+import click
+from tutor import fmt, serialize
 
-if t.TYPE_CHECKING:
-    from ..environment import CaBundle, Environment, Selection
-    from ..kube import Kube
-    from .secrets import SecretSpec, SecretValues
-    from .state import State
+from .. import defaults, environment, tutor_compat
+from ..environment import CaBundle, Environment
+from ..exceptions import EksError
+from . import context, masking, secrets, state, values
+from .secrets import SecretSpec, SecretValues
+from .state import State
 
 ENV_PREFIX = "TUTOR_"
 #: Commands that need no value from the cluster: enabling a plugin must never
@@ -67,15 +68,13 @@ class Resolution:
     def secret_keys(self) -> dict[str, tuple[str, str]]:
         """Tutor key -> (Secret, data key) of every value that reaches Tutor from a
         Secret, the state's included, so that workloads can reference it."""
-        from .secrets import SOURCE_PREFIX
-
         keys: dict[str, tuple[str, str]] = {}
         if self.state is not None:
             for key in self.state.provided(self.sources):
                 keys[key] = (self.state.name, key)
         if self.secrets is not None:
             for key, origin in self.secrets.origins.items():
-                if self.sources.get(key, "").startswith(SOURCE_PREFIX):
+                if self.sources.get(key, "").startswith(secrets.SOURCE_PREFIX):
                     keys[key] = origin
         return keys
 
@@ -83,11 +82,9 @@ class Resolution:
         """Tutor key -> the exact text its Secret (or the state) holds, for every
         key of :meth:`secret_keys` (the configuration holds them escaped for
         Tutor's templates)."""
-        from . import state as state_module
-
         raw: dict[str, str] = {}
         for key in self.secret_keys():
-            if self.state is not None and state_module.is_source(self.sources[key]):
+            if self.state is not None and state.is_source(self.sources[key]):
                 raw[key] = self.state.values[key]
             elif self.secrets is not None:
                 raw[key] = self.secrets.values[key]
@@ -106,7 +103,7 @@ class Resolution:
 
 def config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
     """The CONFIG_USER callback: add layers 3 to 6 when an environment is selected."""
-    resolution = for_root(tutor_compat.current_root())
+    resolution = for_context(context.current())
     if resolution is None:
         return items
     return items + list(resolution.values.items())
@@ -115,137 +112,70 @@ def config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
 def is_active(root: str) -> bool:
     """Whether an environment is selected for this root (cheap: every `tutor`
     command asks; the root's config.yml is parsed only when it names one)."""
-    if not may_select(root):
-        return False
-    from ..environment import select
-
-    return bool(select(read_root_config(root)).name)
-
-
-def may_select(root: str) -> bool:
-    """False when no environment can be selected: no TUTOR_EKS_ENVIRONMENT and no
-    EKS_ENVIRONMENT in the root's config.yml (a text search, no YAML parse)."""
-    if "TUTOR_EKS_ENVIRONMENT" in os.environ:
-        return True
-    return "EKS_ENVIRONMENT" in _root_file(root).text
-
-
-_resolutions: dict[tuple[t.Any, ...], Resolution] = {}
+    ctx = context.for_root(root)
+    return ctx.may_select() and bool(ctx.selection().name)
 
 
 def for_root(root: str) -> Resolution | None:
     """The resolution of the selected environment for ``root``, or None when the
-    plugin is inert. Memoised on everything it reads, so a change of any input
-    (a file, a variable) is seen and an unchanged one costs nothing."""
-    if not may_select(root):
-        return None
-    from .. import environment as env_module
+    plugin is inert."""
+    return for_context(context.for_root(root))
 
-    root_config = read_root_config(root)
-    selection = env_module.select(root_config)
-    if not selection.name:
+
+def for_context(ctx: context.Context) -> Resolution | None:
+    """The resolution of ``ctx``'s environment, made again only when one of its
+    inputs changed (the root's config.yml, the environment's files)."""
+    if not ctx.may_select():
         return None
+    selection = ctx.selection()
     path = tutor_compat.command_path()
-    if not path:
+    if not selection.name or not path:
         return None  # no command yet: Tutor is enabling plugins (PROJECT_ROOT_READY)
     online = path[:1] not in OFFLINE_COMMANDS and path[:2] not in OFFLINE_COMMANDS
-    stamp = env_module.fingerprint(selection.root, selection.name)
-    key = (
-        root,
-        selection,
-        online,
-        # which keys a Secret may set depends on the plugins loaded
-        tutor_compat.loaded_plugins(),
-        repr(sorted(root_config.items())),
-        tuple(
-            sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
-        ),
-        stamp,
-    )
-    cached = _resolutions.get(key)
-    if cached is None:
-        environment = load_environment(selection, stamp)
-        cached = resolve(environment, root_config, online=online)
-        _resolutions[key] = cached
-    return cached
-
-
-def forget() -> None:
-    """Drop memoised resolutions (the state Secret was just created or changed)."""
-    _resolutions.clear()
+    stamp = environment.fingerprint(selection.root, selection.name)
+    key = (selection, online, ctx.override is not None, ctx.root_text(), stamp)
+    if key not in ctx.resolutions:
+        loaded = environment.load(selection.root, selection.name)
+        resolution = resolve(ctx, loaded, online=online)
+        if ctx.override is not None:  # what TUTOR_EKS_ENVIRONMENT would select
+            resolution.values["EKS_ENVIRONMENT"] = selection.name
+            resolution.sources["EKS_ENVIRONMENT"] = "tutor eks envs"
+        ctx.resolutions[key] = resolution
+    return ctx.resolutions[key]
 
 
 def resolve(
-    environment: Environment, root_config: dict[str, t.Any], *, online: bool = True
+    ctx: context.Context, env: Environment, *, online: bool = True
 ) -> Resolution:
-    """Layers 3 to 6 for ``environment``; reads the cluster when ``online``."""
-    layers = Layers(environment, root_config)
-    resolution = Resolution(environment, {}, {}, online=online)
+    """Layers 3 to 6 for ``env``; reads the cluster when ``online``: the Secrets
+    and the state at once."""
+    layers = Layers(ctx, env)
+    resolution = Resolution(env, {}, {}, online=online)
     resolution.state_secret = layers.state_secret()
     resolution.ca_bundle = layers.ca_bundle()
     layers.add_environment(resolution)
-    if online:
-        resolution.k8s_namespace = layers.namespace()
+    if not online:
+        layers.add_variables(resolution)
+        return resolution
+    resolution.k8s_namespace = layers.namespace()
+    import concurrent.futures  # with logging: not for commands that read nothing
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        kept = None
+        if resolution.state_secret:
+            ctx.kube()  # made once, before two threads ask for it
+            kept = pool.submit(
+                state.read,
+                ctx,
+                resolution.k8s_namespace,
+                resolution.state_secret,
+                env.name,
+            )
         layers.add_secrets(resolution)
-    layers.add_variables(resolution)
-    if online:
-        layers.add_state(resolution)
+        layers.add_variables(resolution)
+        if kept is not None:
+            layers.add_state(resolution, kept.result())
     return resolution
-
-
-_environments: dict[tuple[t.Any, ...], Environment] = {}
-
-
-def load_environment(selection: Selection, stamp: t.Hashable) -> Environment:
-    """``environments/<env>/``, loaded once per process while its files stay the
-    same (``stamp``: their fingerprint)."""
-    from ..environment import load
-
-    key = (selection, stamp)
-    if key not in _environments:
-        _environments[key] = load(selection.root, selection.name)
-    return _environments[key]
-
-
-# --- the root's config.yml -------------------------------------------------------------
-
-
-@dataclass
-class _RootFile:
-    """The tutor root's config.yml as last read: its text, parsed on demand."""
-
-    stamp: tuple[int, int]
-    text: str
-    content: dict[str, t.Any] | None = None
-
-
-_root_files: dict[str, _RootFile] = {}
-
-
-def _root_file(root: str) -> _RootFile:
-    """``<root>/config.yml``, read again only when its mtime or size changed: every
-    hook of every `tutor` command asks for it."""
-    path = tutor_compat.config_path(root)
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return _RootFile((0, -1), "", {})
-    stamp = (stat.st_mtime_ns, stat.st_size)
-    cached = _root_files.get(path)
-    if cached is None or cached.stamp != stamp:
-        with open(path, encoding="utf-8") as f:
-            cached = _RootFile(stamp, f.read())
-        _root_files[path] = cached
-    return cached
-
-
-def read_root_config(root: str) -> dict[str, t.Any]:
-    """The raw (unrendered) content of ``<root>/config.yml``."""
-    file = _root_file(root)
-    if file.content is None:
-        loaded = tutor_compat.read_root_config_text(file.text)
-        file.content = loaded if isinstance(loaded, dict) else {}
-    return file.content
 
 
 def env_value(key: str) -> tuple[bool, t.Any]:
@@ -262,12 +192,11 @@ def env_value(key: str) -> tuple[bool, t.Any]:
 class Layers:
     """Builds one :class:`Resolution`, a layer at a time."""
 
-    def __init__(self, environment: Environment, root_config: dict[str, t.Any]) -> None:
-        from ..environment import CONFIG_FILE
-
-        self.environment = environment
-        self.root_config = root_config
-        self.config_display = f"{environment.display}/{CONFIG_FILE}"
+    def __init__(self, ctx: context.Context, env: Environment) -> None:
+        self.ctx = ctx
+        self.environment = env
+        self.root_config = ctx.root_config()
+        self.config_display = f"{env.display}/{environment.CONFIG_FILE}"
 
     def effective(self, key: str) -> tuple[t.Any, str]:
         """A key's value before Tutor renders it, and where it comes from:
@@ -282,7 +211,7 @@ class Layers:
             return self.root_config[key], "the tutor root's config.yml"
         if key.startswith("EKS_"):
             return defaults.CONFIG_DEFAULTS[key[4:]], "the plugin's defaults"
-        return tutor_compat.load_defaults().get(key), "Tutor's defaults"
+        return self.ctx.tutor_defaults().get(key), "Tutor's defaults"
 
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
         value, source = self.effective(key)
@@ -296,8 +225,6 @@ class Layers:
     # layer 4
     def add_environment(self, resolution: Resolution) -> None:
         """The environment's config.yml, and what its edge mode implies."""
-        from tutor import serialize
-
         resolution.values.update(self.environment.config)
         for key in self.environment.config:
             resolution.sources[key] = self.config_display
@@ -307,8 +234,9 @@ class Layers:
         explicit = self.environment.config.get("ENABLE_WEB_PROXY", wants_proxy)
         if explicit is not wants_proxy:
             raise EksError(
-                f"{self.config_display}: ENABLE_WEB_PROXY: {serialize.str_format(explicit)} "
-                f"contradicts EKS_EDGE {edge!r}; remove ENABLE_WEB_PROXY, the edge mode sets it."
+                f"{self.config_display}: ENABLE_WEB_PROXY: "
+                f"{serialize.str_format(explicit)} contradicts EKS_EDGE "
+                f"{edge!r}; remove ENABLE_WEB_PROXY, the edge mode sets it."
             )
         for key, value in (("ENABLE_WEB_PROXY", wants_proxy), ("ENABLE_HTTPS", True)):
             if key not in resolution.values:
@@ -317,41 +245,42 @@ class Layers:
 
     # layer 5
     def add_secrets(self, resolution: Resolution) -> None:
-        from . import secrets, values
-
         specs = secrets.parse_specs(*self.effective("EKS_SECRETS"))
         renames = secrets.parse_renames(*self.effective("EKS_SECRET_KEYS"))
         if not specs:
             return
         namespace = self.namespace()
-        provided = read_secrets(namespace, specs, renames)
+        provided = read_secrets(self.ctx, namespace, specs, renames)
         resolution.secrets = provided
-        tutor_defaults = tutor_compat.load_defaults()
+        tutor_defaults = self.ctx.tutor_defaults()
         known = self.known_keys(tutor_defaults)
         for key, text in provided.values.items():
-            if key not in known:
-                continue  # `tutor eks secrets` lists it as unused
-            where = provided.where(key)
-            values.check_value(key, text, where)
-            value = values.typed(key, text, tutor_defaults.get(key), where)
-            if key in self.environment.config:
-                resolution.conflicts.append(key)
-            resolution.values[key] = values.template_value(key, value)
-            resolution.sources[key] = (
-                f"{secrets.SOURCE_PREFIX}{namespace}/{provided.origin(key)}"
-            )
-            switch = secrets.ENDPOINT_SWITCHES.get(key)
-            if switch:
-                resolution.values[switch] = False
-                resolution.sources[switch] = (
-                    f"{key} from Secret {namespace}/{provided.origins[key][0]}"
-                )
+            if key in known:  # else `tutor eks secrets` lists it as unused
+                self.add_secret_value(resolution, key, text, tutor_defaults.get(key))
         if resolution.conflicts:
-            from tutor import fmt
-
             fmt.echo_alert(
                 f"Set both in {self.config_display} and in a Secret (the Secret wins): "
                 f"{', '.join(sorted(resolution.conflicts))}"
+            )
+
+    def add_secret_value(
+        self, resolution: Resolution, key: str, text: str, default: t.Any
+    ) -> None:
+        provided = t.cast(SecretValues, resolution.secrets)
+        where = provided.where(key)
+        values.check_value(key, text, where)
+        value = values.typed(key, text, default, where)
+        if key in self.environment.config:
+            resolution.conflicts.append(key)
+        resolution.values[key] = values.template_value(key, value)
+        resolution.sources[key] = (
+            f"{secrets.SOURCE_PREFIX}{provided.namespace}/{provided.origin(key)}"
+        )
+        switch = secrets.ENDPOINT_SWITCHES.get(key)
+        if switch:
+            resolution.values[switch] = False
+            resolution.sources[switch] = (
+                f"{key} from Secret {provided.namespace}/{provided.origins[key][0]}"
             )
 
     def known_keys(self, tutor_defaults: dict[str, t.Any]) -> set[str]:
@@ -379,8 +308,6 @@ class Layers:
     def state_secret(self) -> str:
         """EKS_STATE_SECRET, checked; empty: no state (generated values then stay
         in the root's config.yml)."""
-        from . import secrets
-
         name, source = self.effective("EKS_STATE_SECRET")
         if name in ("", None):
             return ""
@@ -390,26 +317,18 @@ class Layers:
 
     def ca_bundle(self) -> CaBundle | None:
         """EKS_CA_BUNDLE, or the environment folder's ca-bundle.pem, loaded."""
-        from ..environment import load_ca_bundle
-
-        return load_ca_bundle(self.environment, *self.effective("EKS_CA_BUNDLE"))
+        return environment.load_ca_bundle(
+            self.environment, *self.effective("EKS_CA_BUNDLE")
+        )
 
     # layer 3
-    def add_state(self, resolution: Resolution) -> None:
+    def add_state(self, resolution: Resolution, kept: State) -> None:
         """Generated values kept in the cluster, for the keys no higher layer sets."""
-        from . import state, values
-
-        if not resolution.state_secret:
-            return
-        kept = state.read(
-            client(), self.namespace(), resolution.state_secret, self.environment.name
-        )
+        masking.mask(self.ctx.masked, kept.values.values())
         unknown = state.check(
-            kept, tutor_compat.unique_keys(), tutor_compat.load_defaults()
+            kept, tutor_compat.unique_keys(), self.ctx.tutor_defaults()
         )
         if unknown:
-            from tutor import fmt
-
             fmt.echo_alert(
                 f"Not read from the {kept.display}: {', '.join(sorted(unknown))} "
                 "(no enabled plugin generates them)."
@@ -440,35 +359,19 @@ def _shape(value: t.Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def client() -> Kube:
-    from .. import kube
-
-    return kube.client()
-
-
-_secrets: dict[tuple[t.Any, ...], SecretValues] = {}
-
-
 def read_secrets(
-    namespace: str, specs: list[SecretSpec], renames: dict[tuple[str, str], str]
+    ctx: context.Context,
+    namespace: str,
+    specs: list[SecretSpec],
+    renames: dict[tuple[str, str], str],
 ) -> SecretValues:
-    """Read the Secrets once per process; mask and report them."""
-    import click
-
-    from . import masking, secrets
-
-    key = (
-        namespace,
-        tuple(specs),
-        tuple(sorted(renames.items())),
-        os.environ.get("KUBECONFIG", ""),
-    )
-    cached = _secrets.get(key)
-    if cached is not None:
-        return cached
-    found = secrets.fetch(client(), namespace, specs, renames)
-    masking.mask(found.values.values())
-    _secrets[key] = found
+    """Read the Secrets once per command; mask, then report them."""
+    key = (namespace, tuple(specs), tuple(sorted(renames.items())))
+    if key in ctx.secrets:
+        return ctx.secrets[key]
+    found = secrets.fetch(ctx.kube(), namespace, specs, renames)
+    masking.mask(ctx.masked, found.values.values())
+    ctx.secrets[key] = found
     absent = (
         f"; optional, absent: {', '.join(found.missing_optional)}"
         if found.missing_optional

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import concurrent.futures
 import re
 import time
 import typing as t
 from dataclasses import dataclass, field
 
 from ..exceptions import EksError
-
-if t.TYPE_CHECKING:
-    from ..kube import Kube
+from ..kube import REQUEST_DEADLINE, SECRETS, Kube
 
 #: How a resolution's ``sources`` name a value that comes from an operator's Secret.
 SOURCE_PREFIX = "Secret "
@@ -146,7 +143,7 @@ def fetch(
     renames: dict[tuple[str, str], str],
 ) -> SecretValues:
     """GET every listed Secret concurrently and map its keys to Tutor keys."""
-    from ..kube import REQUEST_DEADLINE, SECRETS
+    import concurrent.futures  # with logging: not for commands that read nothing
 
     def get(spec: SecretSpec) -> tuple[SecretSpec, dict[str, t.Any] | None]:
         secret = kube.get(SECRETS, spec.name, namespace, deadline=deadline)

@@ -21,16 +21,22 @@ upgrade steps when the release changed.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
 import typing as t
 from dataclasses import dataclass, field
 
+from .. import tutor_compat
+from ..__about__ import __version__
 from ..exceptions import EksError
+from ..kube import SECRETS, Kube, KubeError
+from . import masking, values
+from .secrets import decode
 
 if t.TYPE_CHECKING:
-    from ..kube import Kube
+    from .context import Context
 
 ANNOTATION = "tutor-contrib-eks/"
 ENVIRONMENT_ANNOTATION = ANNOTATION + "environment"
@@ -84,29 +90,17 @@ class State:
 
 # --- reading ---------------------------------------------------------------------------
 
-_states: dict[tuple[str, str, str], State] = {}
 
-
-def _cache_key(namespace: str, name: str) -> tuple[str, str, str]:
-    return (os.environ.get("KUBECONFIG", ""), namespace, name)
-
-
-def read(kube: Kube, namespace: str, name: str, environment: str) -> State:
-    """The state Secret, read once per process (an empty state if it is absent)."""
-    key = _cache_key(namespace, name)
-    cached = _states.get(key)
-    if cached is None:
-        cached = fetch(kube, namespace, name, environment)
-        _states[key] = cached
-        from . import masking
-
-        masking.mask(cached.values.values())
-    return cached
+def read(ctx: Context, namespace: str, name: str, environment: str) -> State:
+    """The state Secret, read once per command until it is written (an empty
+    state if it is absent). Its values are masked by whoever uses them."""
+    key = (namespace, name)
+    if key not in ctx.states:
+        ctx.states[key] = fetch(ctx.kube(), namespace, name, environment)
+    return ctx.states[key]
 
 
 def fetch(kube: Kube, namespace: str, name: str, environment: str) -> State:
-    from ..kube import SECRETS, KubeError
-
     where = f"state Secret {namespace}/{name}"
     try:
         secret = kube.get(SECRETS, name, namespace)
@@ -122,8 +116,6 @@ def parse(
 ) -> State:
     """A state Secret as read from the API; refuses one that is not this
     environment's or that cannot be decoded, naming it and the key."""
-    from .secrets import decode
-
     where = f"state Secret {namespace}/{name}"
     metadata = secret.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
@@ -171,15 +163,13 @@ def check(
     recorded Tutor release this plugin cannot have written is refused, naming the
     Secret and the key or annotation, never the value. The keys no loaded plugin
     knows (a disabled plugin's) are returned: they are not read."""
-    from .values import is_steering
-
     unknown = []
     for key, value in state.values.items():
         where = f"The {state.display} key {key}"
         if (
             key not in unique_keys
             and key not in other_settings
-            and not is_steering(key)
+            and not values.is_steering(key)
         ):
             unknown.append(key)
             continue
@@ -198,8 +188,6 @@ def check(
 def check_release(state: State) -> None:
     """The recorded release decides which of Tutor's upgrade steps ``launch`` runs
     (they delete Deployments): only this release or one major release before it."""
-    from .. import tutor_compat
-
     version = state.annotations.get(TUTOR_VERSION_ANNOTATION)
     if version is None:
         return
@@ -228,8 +216,6 @@ def _release(version: str) -> tuple[int, int, int] | None:
 
 
 def check_value(key: str, value: str, where: str) -> None:
-    from . import values
-
     if key == "ID":
         if not _ID.match(value):
             raise EksError(
@@ -253,8 +239,6 @@ def generated_keys(sources: dict[str, str], config: dict[str, t.Any]) -> dict[st
     """The unique keys whose value Tutor generated in ``config``: no higher layer
     provides them (environment, Secrets, TUTOR_ variables; ``sources`` says where
     each value of the plugin's layers came from)."""
-    from .. import tutor_compat
-
     found = {}
     for key in tutor_compat.unique_keys():
         if key not in config or provided_elsewhere(key, sources):
@@ -272,7 +256,7 @@ def provided_elsewhere(key: str, sources: dict[str, str]) -> bool:
 
 
 def keep_generated(
-    kube: Kube,
+    ctx: Context,
     state: State,
     sources: dict[str, str],
     config: dict[str, t.Any],
@@ -287,14 +271,12 @@ def keep_generated(
         return list(state.values)
     if "ID" in missing:
         check_new_id(missing["ID"])
-    stored = store(kube, state, missing)
+    stored = store(ctx.kube(), state, missing)
+    masking.mask(ctx.masked, stored.values.values())
     for key in generated:
         if key in stored.values:
             config[key] = stored.values[key]
-    _states[_cache_key(state.namespace, state.name)] = stored
-    from . import masking
-
-    masking.mask(stored.values.values())
+    ctx.forget()
     return list(stored.values)
 
 
@@ -332,8 +314,6 @@ def _write(
     returns, reading the state again and retrying on a conflict, never
     last-writer-wins. ``body`` returns None when nothing is left to write. The
     state afterwards, and False when it kept changing for :data:`ATTEMPTS` tries."""
-    from ..kube import SECRETS, KubeError
-
     current = state
     for _attempt in range(ATTEMPTS):
         wanted = body(current)
@@ -349,9 +329,7 @@ def _write(
                 raise EksError(failure(current, e)) from e
             current = fetch(kube, current.namespace, current.name, current.environment)
             continue
-        written = parse(answer, current.namespace, current.name, current.environment)
-        _states[_cache_key(current.namespace, current.name)] = written
-        return written, True
+        return parse(answer, current.namespace, current.name, current.environment), True
     return current, False
 
 
@@ -359,8 +337,6 @@ def manifest(
     state: State, values: dict[str, str], annotations: dict[str, str] | None = None
 ) -> dict[str, t.Any]:
     """The Secret object of ``state`` holding ``values``."""
-    import base64
-
     metadata: dict[str, t.Any] = {
         "name": state.name,
         "namespace": state.namespace,
@@ -390,9 +366,6 @@ def record_deploy(
 ) -> State:
     """After a successful deploy: the Tutor release and plugin version it used (and
     ``annotations``, e.g. the inventory of what it applied)."""
-    from .. import tutor_compat
-    from ..__about__ import __version__
-
     stamp = {
         TUTOR_VERSION_ANNOTATION: tutor_compat.tutor_version(),
         PLUGIN_VERSION_ANNOTATION: __version__,

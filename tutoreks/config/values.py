@@ -34,6 +34,7 @@ import ipaddress
 import re
 import typing as t
 
+from .. import tutor_compat
 from ..exceptions import EksError
 
 QUOTED_KEYS = frozenset(
@@ -144,8 +145,6 @@ def check_value(key: str, value: str, source: str) -> None:
 
 def check_rsa_key(value: str, where: str) -> None:
     """The JWT signing key: Tutor renders its public part from it."""
-    from .. import tutor_compat
-
     if not tutor_compat.is_rsa_private_key(value):
         raise EksError(
             f"{where}: the PEM block is not an RSA private key (Tutor signs the "

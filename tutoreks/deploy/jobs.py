@@ -65,12 +65,12 @@ def seconds(config: dict[str, t.Any], key: str) -> int:
 def check(config: dict[str, t.Any], job_name: str) -> None:
     """One poll of Tutor's task runner on ``job_name``: raise when it failed, cannot
     start, or ran out of time."""
-    from ..config import resolve
+    from ..config import context
     from ..kube import JOBS, PODS, KubeError
 
     namespace = str(config["K8S_NAMESPACE"])
     timeout = seconds(config, "EKS_JOB_TIMEOUT")
-    kube = resolve.client()
+    kube = context.current().kube()
     elapsed = time.monotonic() - _started.setdefault(job_name, time.monotonic())
     job = kube.get(JOBS, job_name, namespace)
     if job is None:

@@ -30,12 +30,13 @@ import os
 import typing as t
 
 from .. import signals, tutor_compat
-from ..config import resolve
 
 _configs: dict[str, dict[str, t.Any]] = {}
 
 
 def before_launch(root: str) -> None:
+    from ..config import resolve  # the active machinery: not for inert commands
+
     resolution = resolve.for_root(root)
     if resolution is None:
         return
@@ -48,6 +49,10 @@ def before_launch(root: str) -> None:
 
 
 def before_start(root: str) -> None:
+    from ..config import (  # the active machinery: not for inert commands
+        context,
+        resolve,
+    )
     from ..render import record
     from . import adopt, jobs, prune
 
@@ -68,7 +73,7 @@ def before_start(root: str) -> None:
             resolution.sources
         ):
             adopt.refuse_foreign_instance(
-                resolve.client(), resolution.namespace, instance
+                context.for_root(root).kube(), resolution.namespace, instance
             )
     if tutor_compat.command_path()[:2] == ("k8s", "launch"):
         migrate_first(root, config)
@@ -81,12 +86,13 @@ _migrated: set[str] = set()
 def migrate_first(root: str, config: dict[str, t.Any]) -> None:
     import click
 
+    from ..config import context  # the active machinery: not for inert commands
     from . import upgrade
 
     def run_init() -> None:
         click.get_current_context().invoke(tutor_compat.k8s_command("init"), limit=None)
 
-    if upgrade.migrate_first(resolve.client(), root, config, run_init):
+    if upgrade.migrate_first(context.for_root(root).kube(), root, config, run_init):
         _migrated.add(root)
 
 
@@ -104,14 +110,18 @@ def before_init(root: str) -> bool:
 def after_start(root: str) -> None:
     from tutor import fmt
 
-    from ..config import state
+    from ..config import (  # the active machinery: not for inert commands
+        context,
+        resolve,
+        state,
+    )
     from . import jobs, pods, prune, rollout
 
     resolution = resolve.for_root(root)
     if resolution is None:
         return
     config = _configs.pop(root, None) or tutor_compat.load_full(root)
-    kube = resolve.client()
+    kube = context.for_root(root).kube()
     namespace = str(config["K8S_NAMESPACE"])
     plan = None
     if resolution.state is not None and config.get("EKS_PRUNE"):
@@ -134,7 +144,7 @@ def after_start(root: str) -> None:
     if resolution.state is not None:
         annotations[state.REDIS_PREFIX_ANNOTATION] = str(config["REDIS_KEY_PREFIX"])
         state.record_deploy(kube, resolution.state, annotations)
-    resolve.forget()
+    context.for_root(root).forget()
 
 
 def warn_prefix_change(annotations: dict[str, str], config: dict[str, t.Any]) -> None:
@@ -161,6 +171,7 @@ def before_delete(root: str) -> None:
     object of the kustomization by name, cluster-scoped ones included. The
     cluster-scoped objects of an environment's k8s/ (an issuer other environments
     share) are left out of env/ while the command runs, and put back after."""
+    from ..config import resolve  # the active machinery: not for inert commands
     from ..render import manifests
 
     if resolve.for_root(root) is None:

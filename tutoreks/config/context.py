@@ -1,0 +1,125 @@
+"""One command's context for one tutor root, built once and passed explicitly.
+
+Tutor loads the configuration several times per command and calls the plugin's
+hooks without arguments: each finds the root with ``tutor_compat.current_root``
+and its context with :func:`for_root`, the one cache (Tutor's own
+``hooks.lru_cache``, cleared when plugins change, and here when a command
+starts). A context holds what a command reads once: the root's config.yml (read
+again only when it changes), the Kubernetes client, the Secrets, the state, the
+values masked, Tutor's defaults and the resolutions made from them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import typing as t
+
+from tutor import hooks
+
+from .. import environment, kube, tutor_compat
+
+if t.TYPE_CHECKING:
+    from .resolve import Resolution
+    from .secrets import SecretValues
+    from .state import State
+
+
+class Context:
+    """What one command knows about one tutor root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        #: The environment ``tutor eks envs`` validates, instead of the selected one.
+        self.override: environment.Selection | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._text = ""
+        self._config: dict[str, t.Any] | None = None
+        self._kube: kube.Kube | None = None
+        self._lock = threading.Lock()
+        self._defaults: dict[str, t.Any] | None = None
+        #: Memos of this command: resolutions by their inputs, Secrets and states
+        #: by where they are read from, values masked under GitHub Actions.
+        self.resolutions: dict[t.Hashable, Resolution] = {}
+        self.secrets: dict[t.Hashable, SecretValues] = {}
+        self.states: dict[tuple[str, str], State] = {}
+        self.lock = threading.Lock()
+        self.masked: set[str] = set()
+
+    # --- the root's config.yml -------------------------------------------------
+
+    def root_text(self) -> str:
+        """``<root>/config.yml`` as text, read again only when its mtime or size
+        changed (the command itself writes it)."""
+        path = tutor_compat.config_path(self.root)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            self._stamp, self._text, self._config = None, "", {}
+            return ""
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            with open(path, encoding="utf-8") as f:
+                self._stamp, self._text, self._config = stamp, f.read(), None
+        return self._text
+
+    def root_config(self) -> dict[str, t.Any]:
+        """The raw (unrendered) content of ``<root>/config.yml``."""
+        text = self.root_text()
+        if self._config is None:
+            loaded = tutor_compat.read_root_config_text(text) if text else {}
+            self._config = loaded if isinstance(loaded, dict) else {}
+        return self._config
+
+    def may_select(self) -> bool:
+        """False when no environment can be selected: no TUTOR_EKS_ENVIRONMENT and
+        no EKS_ENVIRONMENT in the root's config.yml (a text search, no parse)."""
+        if self.override is not None or "TUTOR_EKS_ENVIRONMENT" in os.environ:
+            return True
+        return "EKS_ENVIRONMENT" in self.root_text()
+
+    def selection(self) -> environment.Selection:
+        return self.override or environment.select(self.root_config())
+
+    # --- what is read once --------------------------------------------------------
+
+    def kube(self) -> kube.Kube:
+        """The command's Kubernetes client (made on first use)."""
+        with self._lock:  # concurrent first calls would each read the kubeconfig
+            if self._kube is None:
+                self._kube = kube.new_client()
+            return self._kube
+
+    def tutor_defaults(self) -> dict[str, t.Any]:
+        """Tutor's and the loaded plugins' defaults, unrendered; read-only."""
+        if self._defaults is None:
+            self._defaults = tutor_compat.load_defaults()
+        return self._defaults
+
+    def forget(self) -> None:
+        """Resolutions and states read before are stale: the state Secret was just
+        written (the Secrets are not read again)."""
+        self.resolutions.clear()
+        self.states.clear()
+
+
+@hooks.lru_cache
+def _context(root: str) -> Context:
+    return Context(root)
+
+
+def for_root(root: str) -> Context:
+    """The context of ``root`` for the running command."""
+    made: Context = _context(root)
+    return made
+
+
+def current() -> Context:
+    """The context of the running command's root."""
+    return for_root(tutor_compat.current_root())
+
+
+@hooks.Actions.PROJECT_ROOT_READY.add()
+def _new_command(_root: str) -> None:
+    """A command starts (in tests, several run in one process): nothing carries over."""
+    _context.cache_clear()  # type: ignore[attr-defined]
