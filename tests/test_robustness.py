@@ -180,7 +180,7 @@ with click.Context(click.Command("save")):
     config = tutor_config.load_minimal(root)
     config["PLATFORM_NAME"] = "Saved anyway"
     tutor_config.save_config_file(root, config)
-    assert not guard._snapshots, guard._snapshots
+    assert not guard.snapshots(), guard.snapshots()
 """
     result = subprocess.run(
         [sys.executable, "-c", script, str(project.root)],

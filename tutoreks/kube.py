@@ -178,7 +178,7 @@ class Kube:
         except _Unreachable as e:
             raise KubeError(
                 f"Cannot reach the Kubernetes API server {self.server} ({self.source}) "
-                f"for {what}: {e} (at most {ATTEMPTS} attempts, {REQUEST_DEADLINE:g} s)."
+                f"for {what}: {e}."
             ) from None
         if status >= 400:
             raise self._refusal(
@@ -208,7 +208,10 @@ class Kube:
                 method, url, headers=headers, body=body, _request_timeout=timeout
             ).response
         except (urllib3.exceptions.HTTPError, exceptions.ApiException) as e:
-            raise _Unreachable(_reason(e)) from None
+            reason = _reason(e)
+            if not reason.startswith("TLS"):  # retrying cannot help TLS: not retried
+                reason += f" (after {ATTEMPTS} attempts at most, within {REQUEST_DEADLINE:g} s)"
+            raise _Unreachable(reason) from None
         try:
             data = _read_body(response, deadline)
         finally:

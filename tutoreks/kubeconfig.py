@@ -43,12 +43,13 @@ class KubeconfigError(EksError):
 class Entry:
     """A named cluster, user or context and the file that defines it."""
 
+    kind: str
     name: str
     body: dict[str, t.Any]
     path: str
 
-    def where(self, kind: str) -> str:
-        return f"kubeconfig {self.path}: {kind} {self.name!r}"
+    def where(self) -> str:
+        return f"kubeconfig {self.path}: {self.kind} {self.name!r}"
 
     def file(self, key: str) -> str:
         """The path ``key`` names, relative to this entry's file."""
@@ -134,7 +135,7 @@ def _entry(path: str, plural: str, kind: str, index: int, item: t.Any) -> Entry:
             f"kubeconfig {path}: {kind} {item['name']!r} has no {kind!r} mapping "
             f"(`kubectl config view` shows what kubectl reads)."
         )
-    return Entry(item["name"], body, path)
+    return Entry(kind, item["name"], body, path)
 
 
 def _find(
@@ -156,7 +157,7 @@ def _set_cluster(configuration: t.Any, cluster: Entry) -> None:
         valid = False
     if not valid:
         raise KubeconfigError(
-            f"{cluster.where('cluster')}: server {server!r} is not a valid URL "
+            f"{cluster.where()}: server {server!r} is not a valid URL "
             "(https://host:port)."
         )
     configuration.host = server.rstrip("/")
@@ -176,7 +177,7 @@ def _set_user(configuration: t.Any, user: Entry) -> dict[str, t.Any] | None:
     body = user.body
     if "auth-provider" in body or "username" in body:
         raise KubeconfigError(
-            f"{user.where('user')}: auth-provider and username/password are not "
+            f"{user.where()}: auth-provider and username/password are not "
             "supported; use a token, a client certificate or an exec plugin."
         )
     token = body.get("token")
@@ -201,7 +202,7 @@ def _exec_config(user: Entry) -> dict[str, t.Any] | None:
     config = user.body.get("exec")
     if config is None:
         return None
-    where = f"{user.where('user')}: exec"
+    where = f"{user.where()}: exec"
     if not isinstance(config, dict) or not config.get("command"):
         raise KubeconfigError(f"{where} has no command.")
     for index, item in enumerate(config.get("env") or []):
@@ -215,14 +216,14 @@ def _decode(entry: Entry, key: str) -> str:
         return base64.b64decode(str(entry.body[key]), validate=True).decode("ascii")
     except (binascii.Error, ValueError):
         raise KubeconfigError(
-            f"{entry.where('entry')}: {key} is not base64 of a PEM file."
+            f"{entry.where()}: {key} is not base64 of a PEM file."
         ) from None
 
 
 def _existing(entry: Entry, key: str) -> str:
     path = entry.file(key)
     if not os.path.isfile(path):
-        raise KubeconfigError(f"{entry.where('entry')}: {key} {path} does not exist.")
+        raise KubeconfigError(f"{entry.where()}: {key} {path} does not exist.")
     return path
 
 

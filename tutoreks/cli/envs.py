@@ -18,8 +18,8 @@ from ..render import settings
     help="List the environments and validate each (config, settings, manifests)",
 )
 @click.pass_obj
-def command(context: t.Any) -> None:
-    root = context.root
+def command(obj: t.Any) -> None:
+    root = obj.root
     selection = context.for_root(root).selection()
     names = environment.list_names(selection.root)
     if not names:
