@@ -562,7 +562,11 @@ def bench_client_import(work: Path) -> Row:
             work,
         ),
         (
-            [python, "-c", "from tutoreks import kube; kube._client_modules()"],
+            [
+                python,
+                "-c",
+                "from tutoreks import kubeclient; kubeclient.client_modules()",
+            ],
             environ(),
             work,
         ),
