@@ -34,8 +34,11 @@ PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
 def _selected(root: str) -> bool:
     """Whether an environment may be selected: TUTOR_EKS_ENVIRONMENT, or
     EKS_ENVIRONMENT in the root's config.yml (a text search, no parse). When not,
-    the plugin is inert: Tutor's behaviour, nothing else imported or built."""
+    the plugin is inert: Tutor's behaviour, nothing else imported or built.
+    (`tutor eks envs` selects each environment in turn: ``config/context.py``.)"""
     if "TUTOR_EKS_ENVIRONMENT" in os.environ:
+        return True
+    if tutor_compat.command_value("tutoreks.environment") is not None:
         return True
     try:
         with open(tutor_compat.config_path(root), encoding="utf-8") as f:

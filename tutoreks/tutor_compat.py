@@ -128,6 +128,17 @@ def command_state(key: str, make: t.Callable[[], t.Any]) -> t.Any:
     return meta[key]
 
 
+def command_value(key: str) -> t.Any:
+    """What the running command keeps under ``key`` (None outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.find_root().meta.get(key)
+
+
+def set_command_value(key: str, value: t.Any) -> None:
+    """Keep ``value`` under ``key`` while the running command runs."""
+    click.get_current_context().find_root().meta[key] = value
+
+
 def command_path() -> tuple[str, ...]:
     """The running command's names, e.g. ("k8s", "launch")."""
     ctx = click.get_current_context(silent=True)

@@ -51,7 +51,7 @@ def validate(root: str, selection: environment.Selection) -> str:
     The command's context resolves ``selection`` instead of the selected one
     while this runs."""
     ctx = context.for_root(root)
-    ctx.override = selection
+    tutor_compat.set_command_value(context.OVERRIDE, selection)
     try:
         config = tutor_compat.load_full(root)
         resolution = resolve.for_context(ctx)
@@ -65,7 +65,7 @@ def validate(root: str, selection: environment.Selection) -> str:
             raise
         raise EksError(f"{type(e).__name__}: {e}") from e
     finally:
-        ctx.override = None
+        tutor_compat.set_command_value(context.OVERRIDE, None)
     return summary(config, resolution.environment)
 
 

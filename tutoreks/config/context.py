@@ -25,13 +25,15 @@ if t.TYPE_CHECKING:
     from .state import State
 
 
+#: The command's key of the environment ``tutor eks envs`` validates.
+OVERRIDE = "tutoreks.environment"
+
+
 class Context:
     """What one command knows about one tutor root."""
 
     def __init__(self, root: str) -> None:
         self.root = root
-        #: The environment ``tutor eks envs`` validates, instead of the selected one.
-        self.override: environment.Selection | None = None
         self._stamp: tuple[int, int] | None = None
         self._text = ""
         self._config: dict[str, t.Any] | None = None
@@ -70,6 +72,13 @@ class Context:
             loaded = tutor_compat.read_root_config_text(text) if text else {}
             self._config = loaded if isinstance(loaded, dict) else {}
         return self._config
+
+    @property
+    def override(self) -> environment.Selection | None:
+        """The environment ``tutor eks envs`` validates, instead of the selected
+        one (kept by the command: :data:`OVERRIDE`)."""
+        found: environment.Selection | None = tutor_compat.command_value(OVERRIDE)
+        return found
 
     def may_select(self) -> bool:
         """False when no environment can be selected: no TUTOR_EKS_ENVIRONMENT and
