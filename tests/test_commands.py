@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
 import yaml
 
 from .conftest import Project
@@ -127,8 +128,17 @@ def test_rbac_is_least_privilege(project: Project) -> None:
         for resource in rule["resources"]
     }
     # Pruning deletes the kinds Tutor and the plugin render (never Secrets, volumes
-    # only when asked); a Job that cannot start is deleted.
-    assert deletable == {
+    # only when asked), and the other edges' kinds (get and delete only: what an
+    # earlier deploy on another EKS_EDGE applied); a Job that cannot start is deleted.
+    former = {
+        ("gateway.networking.k8s.io", "gateways"),
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("cert-manager.io", "issuers"),
+    }
+    for rule in role["rules"]:
+        if {(rule["apiGroups"][0], r) for r in rule["resources"]} <= former:
+            assert rule["verbs"] == ["get", "delete"], rule
+    assert deletable - former == {
         ("", "configmaps"),
         ("", "services"),
         ("apps", "deployments"),
@@ -251,3 +261,75 @@ def test_commands_explain_when_no_environment(project: Project) -> None:
         assert (
             "No environment selected: set TUTOR_EKS_ENVIRONMENT=<name>" in result.stderr
         )
+
+
+def verbs_by_resource(rules: list[dict[str, t.Any]]) -> dict[str, list[str]]:
+    return {
+        res: r["verbs"] for r in rules for res in r["resources"] if res != "secrets"
+    }
+
+
+@pytest.mark.parametrize(
+    ("edge", "applied", "cluster_names"),
+    [
+        (
+            {"TUTOR_EKS_EDGE": "alb"},
+            {"ingresses"},
+            {"ingressclasses": ["alb"]},
+        ),
+        (
+            {"TUTOR_EKS_EDGE": "gateway", "TUTOR_EKS_GATEWAY_CLASS": "eg"},
+            {"gateways", "httproutes", "certificates"},
+            {
+                "gatewayclasses": ["eg"],
+                "clusterissuers": ["openedx-dev-acme"],
+                "customresourcedefinitions": [
+                    "certificates.cert-manager.io",
+                    "clusterissuers.cert-manager.io",
+                    "issuers.cert-manager.io",
+                    "gateways.gateway.networking.k8s.io",
+                    "httproutes.gateway.networking.k8s.io",
+                ],
+            },
+        ),
+        (
+            {"TUTOR_EKS_EDGE": "gateway", "TUTOR_EKS_GATEWAY": "infra/shared"},
+            {"httproutes"},
+            {
+                "gateways": ["shared"],
+                "customresourcedefinitions": [
+                    "gateways.gateway.networking.k8s.io",
+                    "httproutes.gateway.networking.k8s.io",
+                ],
+            },
+        ),
+        ({"TUTOR_EKS_EDGE": "caddy"}, set(), {}),
+    ],
+    ids=["alb", "gateway", "shared-gateway", "caddy"],
+)
+def test_rbac_follows_the_edge(
+    project: Project,
+    edge: dict[str, str],
+    applied: set[str],
+    cluster_names: dict[str, list[str]],
+) -> None:
+    """Each edge's identity may apply and list its own objects, only get and delete
+    (prune) the other edges' kinds, and read by name the cluster-scoped objects
+    `tutor eks check` looks at."""
+    docs = rbac(project, env=edge)
+    role, cluster_role = docs[1], docs[3]
+    verbs = verbs_by_resource(role["rules"])
+    edge_kinds = {"ingresses", "gateways", "httproutes", "certificates", "issuers"}
+    for kind in edge_kinds:
+        expected = ["get", "create", "patch", "list", "delete"]
+        assert verbs[kind] == (expected if kind in applied else ["get", "delete"])
+    named = {
+        res: rule["resourceNames"]
+        for rule in cluster_role["rules"]
+        if rule.get("resourceNames")
+        for res in rule["resources"]
+        if res != "namespaces"
+    }
+    assert named == cluster_names
+    creatable = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+    assert ("clusterissuers" in creatable) is ("clusterissuers" in cluster_names)

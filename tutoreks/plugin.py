@@ -104,9 +104,10 @@ def _defaults(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
 # --- rendering ----------------------------------------------------------------
 
 hooks.Filters.ENV_TEMPLATE_ROOTS.add_item(TEMPLATES_ROOT)
-# Task scripts are read as files by render/admin.py, never rendered as part of env/
+# Task scripts (read as files by render/admin.py) and the RBAC template (cli/rbac.py)
+# are never rendered as part of env/
 # (`tutor config patches list` renders every template it walks).
-hooks.Filters.ENV_PATTERNS_IGNORE.add_item(r"eks/tasks/")
+hooks.Filters.ENV_PATTERNS_IGNORE.add_items([r"eks/tasks/", r"eks/rbac/"])
 hooks.Filters.ENV_TEMPLATE_TARGETS.add_items(
     [
         ("eks/k8s/manifests.yml", "plugins"),

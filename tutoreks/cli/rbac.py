@@ -41,11 +41,7 @@ def command(
     namespace: str | None,
 ) -> None:
     config, _resolution = load(context.root)
-    documents = rbac.documents(
-        config,
-        namespace=namespace,
-        service_account=service_account,
-        user=user,
-        group=group,
+    text = rbac.render(
+        config, namespace, service_account=service_account, user=user, group=group
     )
-    click.echo(rbac.dump(documents), nl=False)
+    click.echo(text, nl=False)
