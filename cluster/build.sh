@@ -9,7 +9,8 @@
 #   etcd  from go.etcd.io/etcd/server/v3@$ETCD_VERSION (its root package is main);
 #   kwok  from sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION;
 #   kwokctl from sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION (runs the others, see up.sh);
-# and copies cert-manager's CRDs (deploy/crds/ of its Go module).
+# and copies cert-manager's CRDs (deploy/crds/ of its Go module) and the Gateway
+# API's standard-channel CRDs (config/crd/standard/ of sigs.k8s.io/gateway-api).
 #
 # Each Go build runs in a throwaway wrapper module GENERATED here, under
 # $CACHE_DIR/src/<component>-<version>/ (nothing of it lives in the repo).
@@ -209,8 +210,28 @@ fetch_cert_manager_crds() {
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+# ---- Gateway API CRDs (standard channel) -----------------------------------
+# Only the CustomResourceDefinitions: the folder's ValidatingAdmissionPolicy
+# (gateway.networking.k8s.io_vap_safeupgrades.yaml) is left out.
+fetch_gateway_api_crds() {
+  local out="$GATEWAY_API_DIR" dir f
+  complete "$out" && return 0
+  log "gateway-api $GATEWAY_API_VERSION: copying config/crd/standard from its Go module"
+  dir="$(go_mod_field "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" Dir)/config/crd/standard"
+  [[ -d "$dir" ]] || die "gateway-api: no $dir"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp/crds"
+  for f in "$dir"/gateway.networking.k8s.io_*.yaml; do
+    grep -q '^kind: CustomResourceDefinition' "$f" && cp "$f" "$out.tmp/crds/"
+  done
+  chmod -R u+w "$out.tmp"
+  [[ -f "$out.tmp/crds/gateway.networking.k8s.io_httproutes.yaml" ]] || die "gateway-api: no HTTPRoute CRD in $dir"
+  touch "$out.tmp/.complete"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
 T0=$SECONDS
 fetch_cert_manager_crds
+fetch_gateway_api_crds
 build_etcd
 build_kwok_cmd kwok "$KWOK_BIN_DIR"
 build_kwok_cmd kwokctl "$KWOKCTL_BIN_DIR"

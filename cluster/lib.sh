@@ -23,6 +23,7 @@ KUBE_VERSION="v1.35.4"          # k8s.io/kubernetes; staging modules at v0.35.4
 ETCD_VERSION="v3.6.16"          # go.etcd.io/etcd/server/v3 (3.6.x pairs with 1.34+)
 KWOK_VERSION="v0.8.0"           # sigs.k8s.io/kwok (kwok and kwokctl)
 CERT_MANAGER_VERSION="v1.21.2"  # github.com/cert-manager/cert-manager (deploy/crds)
+GATEWAY_API_VERSION="v1.6.3"    # sigs.k8s.io/gateway-api (config/crd/standard)
 
 # ---- paths -----------------------------------------------------------------
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,7 @@ ETCD_BIN_DIR="$CACHE_DIR/etcd-$ETCD_VERSION"
 KWOK_BIN_DIR="$CACHE_DIR/kwok-$KWOK_VERSION"
 KWOKCTL_BIN_DIR="$CACHE_DIR/kwokctl-$KWOK_VERSION"
 CERT_MANAGER_DIR="$CACHE_DIR/cert-manager-$CERT_MANAGER_VERSION"
+GATEWAY_API_DIR="$CACHE_DIR/gateway-api-crds-$GATEWAY_API_VERSION"
 
 # kwokctl keeps its clusters in $KWOK_WORKDIR/clusters/<name> (~/.kwok by
 # default): here the checkout's .cluster/kwok, under a name unique to the

@@ -103,7 +103,9 @@ else
     --kubeconfig="" --timeout=5m
   printf '%s\n' "$digest" >"$CONFIG_STAMP"
 fi
-wait_healthy 90 "${COMPONENTS[@]}"
+# kwok is waited for after the CRDs are in (step 6): it exits at start when a
+# kind its stages name (Gateway, HTTPRoute, Certificate) is not served yet.
+wait_healthy 90 etcd kube-apiserver kube-controller-manager kube-scheduler
 
 # 4. files for clients ----------------------------------------------------------
 ln -sfn "$PKI_DIR" "$STATE_DIR/pki"
@@ -142,25 +144,40 @@ export PATH="$BIN_DIR:\$PATH"
 EOF
 
 # 5. bootstrap objects (server-side apply: idempotent, no size limit on CRDs) --
-"${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=tutor-eks-cluster-up \
-  -f "$CLUSTER_DIR/bootstrap.yaml" -f "$CERT_MANAGER_DIR/crds/" >"$LOG_DIR/bootstrap.log" 2>&1 \
-  || { cat "$LOG_DIR/bootstrap.log" >&2; die "bootstrap: kubectl apply failed"; }
+apply() {
+  "${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=tutor-eks-cluster-up \
+    "$@" >>"$LOG_DIR/bootstrap.log" 2>&1 \
+    || { cat "$LOG_DIR/bootstrap.log" >&2; die "bootstrap: kubectl apply failed"; }
+}
+: >"$LOG_DIR/bootstrap.log"
+apply -f "$CERT_MANAGER_DIR/crds/" -f "$GATEWAY_API_DIR/crds/"
+CRDS=(clusterissuers.cert-manager.io issuers.cert-manager.io certificates.cert-manager.io
+      gatewayclasses.gateway.networking.k8s.io gateways.gateway.networking.k8s.io
+      httproutes.gateway.networking.k8s.io)
+crds_established() {
+  [[ "$("${KUBECTL[@]}" get crd "${CRDS[@]}" \
+        -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{end}' \
+        2>/dev/null)" == "$(printf 'True%.0s' "${CRDS[@]}")" ]]
+}
+wait_until 60 "CRDs Established" crds_established
+apply -f "$CLUSTER_DIR/bootstrap.yaml"
 
 # 6. wait until the cluster does what tests need -------------------------------
+# kwok started before the CRDs existed (a new cluster) exited: start it again
+# until it serves /healthz, which it does once every stage controller runs.
+kwok_up() {
+  component_healthy kwok-controller && return 0
+  component_alive kwok-controller || kwokctl start cluster
+  return 1
+}
 node_ready() {
   [[ "$("${KUBECTL[@]}" get node "$NODE_NAME" \
         -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 default_sa() { "${KUBECTL[@]}" -n default get serviceaccount default >/dev/null 2>&1; }
-crds_established() {
-  [[ "$("${KUBECTL[@]}" get crd clusterissuers.cert-manager.io issuers.cert-manager.io \
-        certificates.cert-manager.io \
-        -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{end}' \
-        2>/dev/null)" == TrueTrueTrue ]]
-}
+wait_until 90 "kwok (its log: $KWOK_CLUSTER_DIR/logs/kwok-controller.log)" kwok_up
 wait_until 60 "fake node $NODE_NAME (kwok)" node_ready
 wait_until 60 "default ServiceAccount (kube-controller-manager)" default_sa
-wait_until 60 "cert-manager CRDs Established" crds_established
 
 log "ready in $((SECONDS - T0))s: $SERVER_URL (Kubernetes $KUBE_VERSION, kwokctl cluster $CLUSTER_NAME)"
 log "  export KUBECONFIG=$KUBECONFIG_FILE PATH=$BIN_DIR:\$PATH   (or: source .cluster/env.sh)"

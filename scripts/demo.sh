@@ -9,7 +9,8 @@
 #
 # Pods are simulated by kwok: no image is pulled and nothing runs in them. kwok
 # marks pods Running/Ready and Job pods Succeeded, so Deployments become
-# Available and Tutor's init Jobs complete.
+# Available and Tutor's init Jobs complete; it gives the Ingress an address and
+# marks the Certificate Ready, as an ingress controller and cert-manager would.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
@@ -100,8 +101,8 @@ kubectl get clusterissuers.cert-manager.io
 kubectl get deployments -n "$NAMESPACE"
 kubectl get jobs -n "$NAMESPACE" -o custom-columns='JOB:.metadata.name,SUCCEEDED:.status.succeeded'
 tutor eks secrets
-step "tutor eks status (no ingress controller or cert-manager runs here: the Ingress gets no address and the Certificate is not issued, so it exits 1)"
-tutor eks status || true
+step "tutor eks status (no ingress controller or cert-manager runs here: kwok writes what they would, an address for the Ingress and a Ready Certificate)"
+tutor eks status
 
 ci_job 2
 after="$(generations)"
