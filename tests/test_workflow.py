@@ -209,11 +209,15 @@ def test_the_workflow_deploys_twice_from_empty_roots(
                     f"run {run}, step {name!r}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
                 )
                 assert mariadb.password not in result.stdout + result.stderr
-            # The summary: every Deployment ready (no ingress controller or
-            # cert-manager runs here, so the Ingress and Certificate are not).
+            # The summary: every Deployment ready, and the Ingress and Certificate
+            # (kwok plays the ingress controller and cert-manager here).
             table = summary.read_text(encoding="utf-8")
             assert "| ✅ | Deployment | lms | 1/1 ready |" in table
-            assert "| ❌ | Ingress | openedx | no address |" in table
+            assert (
+                f"| ✅ | Ingress | openedx | openedx.{namespace}.lb.kwok.example |"
+                in table
+            )
+            assert "| ✅ | Certificate | openedx-tls | Ready |" in table
             assert mariadb.password not in table
             generations.append(
                 {
