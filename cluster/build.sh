@@ -1,241 +1,134 @@
 #!/usr/bin/env bash
-# cluster/build.sh: build the control-plane binaries from Go modules.
+# cluster/build.sh: the control plane's binaries and files, from Go modules.
 #
-# Builds, only if not already cached:
+# Once per machine, into ${XDG_CACHE_HOME:-$HOME/.cache}/tutor-contrib-eks/<component>-<version>/
+# (shared by every clone; a `.complete` stamp marks a finished one, a half-built
+# one is redone):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #       from k8s.io/kubernetes@$KUBE_VERSION, every staging module replaced by
-#       the matching v0.X.Y (the replace list is derived at build time from the
-#       `=> ./staging/src/...` lines of that version's go.mod);
-#   etcd  from go.etcd.io/etcd/server/v3@$ETCD_VERSION (its root package is main);
-#   kwok  from sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION;
-#   kwokctl from sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION (runs the others, see up.sh);
-# and copies cert-manager's CRDs (deploy/crds/ of its Go module) and the Gateway
-# API's standard-channel CRDs (config/crd/standard/ of sigs.k8s.io/gateway-api).
-#
-# Each Go build runs in a throwaway wrapper module GENERATED here, under
-# $CACHE_DIR/src/<component>-<version>/ (nothing of it lives in the repo).
-# Results go to ${XDG_CACHE_HOME:-$HOME/.cache}/tutor-contrib-eks/<component>-<version>/,
-# shared by every clone on this machine. A finished component has a `.complete`
-# stamp; a half-built one is rebuilt. Logs: .cluster/logs/build-<component>.log.
-#
-# Tuned for 2 cores: go build -p 2, CGO off, -trimpath -ldflags "-s -w".
-# Measured on the 2-core machine from empty Go caches (modules from the proxy):
-# all of it in 7m13s idle, 9m48s while other tests ran; later runs: instant.
-# Needs: Go >= 1.26 (etcd 3.6.16 and kwok 0.8.0 declare go 1.26.0) and the Go
-# module proxy. GOTOOLCHAIN is forced to `local`: no toolchain is downloaded.
-#
-# Usage: bash cluster/build.sh          (called by cluster/up.sh)
+#       the matching v0.X.Y (derived from the `=> ./staging/src/...` lines of
+#       that version's go.mod);
+#   etcd from go.etcd.io/etcd/server/v3 (its root package is main);
+#   kwok and kwokctl from sigs.k8s.io/kwok/cmd/...;
+#   copied, not built: kwok's own stages (kustomize/stage/, which up.sh hands to
+#   kwokctl), cert-manager's CRDs (deploy/crds/) and the Gateway API's
+#   standard-channel CRDs (config/crd/standard/, without its admission policy).
+# Each build runs in a throwaway wrapper module generated under $CACHE_DIR/src/.
+# Nothing is fetched but modules from the Go module proxy; GOTOOLCHAIN=local.
+# Tuned for 2 cores (go build -p 2, CGO off, -trimpath -ldflags "-s -w"): all
+# of it in 7m13s from empty Go caches on the 2-core machine, idle; then instant.
+# Needs Go >= 1.26 (etcd 3.6.16 and kwok 0.8.0 declare go 1.26.0).
+# Logs: .cluster/logs/build-<component>.log.    Usage: bash cluster/build.sh
 set -euo pipefail
 # shellcheck source=cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-export GOTOOLCHAIN=local
-# Modules come from the module proxy only: drop a trailing ",direct" fallback
-# (it would fetch from version-control hosts when the proxy lacks something).
-GOPROXY="$(go env GOPROXY 2>/dev/null || true)"
-case "$GOPROXY" in
-  *,direct|*\|direct) GOPROXY="${GOPROXY%[,|]direct}" ;;
-esac
-export GOPROXY
-export CGO_ENABLED=0
-export GOFLAGS="-mod=mod -buildvcs=false"
+complete() { [[ -f "$1/.complete" ]]; }
+OUTS=("$KUBE_BIN_DIR" "$ETCD_BIN_DIR" "$KWOK_BIN_DIR" "$KWOKCTL_BIN_DIR" "${KWOK_STAGES_DIR%/*}"
+      "$CERT_MANAGER_DIR" "$GATEWAY_API_DIR")
+for out in "${OUTS[@]}"; do complete "$out" || break; done
+complete "$out" && exit 0     # all there: no Go needed
+
+command -v go >/dev/null 2>&1 || die "build: 'go' not found on PATH (Go >= 1.26 builds the control plane)"
+[[ "$(go env GOVERSION)" =~ ^go1\.(2[6-9]|[3-9][0-9]) ]] || die "build: Go >= 1.26 needed, found $(go env GOVERSION)"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
+# Modules from the proxy only: drop a trailing ",direct" (version-control hosts).
+GOPROXY="$(go env GOPROXY)"; GOPROXY="${GOPROXY%[,|]direct}"; export GOPROXY
 BUILD_P="${CLUSTER_BUILD_P:-2}"
-
 mkdir -p "$CACHE_DIR/src" "$LOG_DIR"
-
-command -v go >/dev/null 2>&1 || die "build: 'go' not found on PATH (Go >= 1.26 is needed to build the control plane)"
-GO_MINOR="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
-[[ "$GO_MINOR" =~ ^[0-9]+$ && "$GO_MINOR" -ge 26 ]] || die "build: Go >= 1.26 needed, found $(go env GOVERSION)"
-
-# One build at a time per machine (two clones or two up.sh calls share the cache).
-exec 9>"$CACHE_DIR/.build.lock"
+exec 9>"$CACHE_DIR/.build.lock"   # one build at a time per machine
 flock 9
 
-# progress LABEL LOGFILE: read `go build -v` package lines on stdin, keep them in
-# LOGFILE, print a line every 50 packages so a long first build shows it moves.
+# progress LABEL LOGFILE: keep `go build -v` lines in LOGFILE, say every 50 packages.
 progress() {
-  local label="$1" logfile="$2" n=0 start=$SECONDS line
+  local n=0 start=$SECONDS line
   while IFS= read -r line; do
-    printf '%s\n' "$line" >>"$logfile"
-    n=$((n + 1))
-    if (( n % 50 == 0 )); then
-      log "build $label: $n packages compiled ($((SECONDS - start))s)"
-    fi
+    printf '%s\n' "$line" >>"$2"
+    (( ++n % 50 )) || log "build $1: $n packages compiled ($((SECONDS - start))s)"
   done
-  log "build $label: $n packages compiled in $((SECONDS - start))s"
+  log "build $1: $n packages compiled in $((SECONDS - start))s"
 }
 
-# go_mod_field MODULE@VERSION FIELD: a field of `go mod download -json`.
-go_mod_field() {
+# mod_field MODULE@VERSION FIELD: a field of `go mod download -json` (Dir, GoMod).
+mod_field() {
   local json
-  json="$(go mod download -json "$1")" || die "build: go mod download $1 failed"
-  printf '%s\n' "$json" | sed -n -E "s/^[[:space:]]*\"$2\": \"(.*)\",?$/\1/p"
+  json="$(cd / && go mod download -json "$1")" || die "build: go mod download $1 failed"
+  sed -n -E "s/^[[:space:]]*\"$2\": \"(.*)\",?$/\1/p" <<<"$json"
 }
 
-complete() { [[ -f "$1/.complete" ]]; }
+# finish OUT: OUT.tmp, complete, becomes OUT.
+finish() { touch "$1.tmp/.complete"; rm -rf "$1"; mv "$1.tmp" "$1"; log "build: done -> $1"; }
 
-# ---- Kubernetes ------------------------------------------------------------
-build_kubernetes() {
-  local out="$KUBE_BIN_DIR" src="$CACHE_DIR/src/kubernetes-$KUBE_VERSION"
-  local logf="$LOG_DIR/build-kubernetes.log"
-  complete "$out" && return 0
-  log "build kubernetes $KUBE_VERSION: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (first time only: 5-10 min on 2 cores); log: $logf"
-  : >"$logf"
-  local gomod staging_ver major minor
-  gomod="$(go_mod_field "k8s.io/kubernetes@$KUBE_VERSION" GoMod)"
-  [[ -f "$gomod" ]] || die "build kubernetes: go.mod of k8s.io/kubernetes@$KUBE_VERSION not found"
-  major="${KUBE_VERSION#v}"; major="${major%%.*}"
-  minor="$(echo "$KUBE_VERSION" | cut -d. -f2)"
-  staging_ver="v0.${KUBE_VERSION#v*.}"      # v1.35.4 -> v0.35.4
-
-  rm -rf "$src"; mkdir -p "$src"
-  {
-    echo "// Generated by tutor-contrib-eks cluster/build.sh; throwaway wrapper module."
-    echo "module tutor-contrib-eks.local/kubernetes-build"
-    echo
-    grep -E '^go [0-9.]+$' "$gomod"
-    grep -E '^godebug ' "$gomod" || true
-    echo
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    echo
-    echo "replace ("
-    # Every `k8s.io/foo => ./staging/src/k8s.io/foo` becomes `k8s.io/foo => k8s.io/foo v0.X.Y`.
-    sed -n -E "s#^[[:space:]]*([^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/src/[^[:space:]]+[[:space:]]*\$#\t\1 => \1 $staging_ver#p" "$gomod"
-    echo ")"
-  } >"$src/go.mod"
-  local nrep
-  nrep="$(grep -c ' => ' "$src/go.mod")"
-  (( nrep >= 20 )) || die "build kubernetes: derived only $nrep staging replaces from $gomod"
-  log "build kubernetes: wrapper module with $nrep staging replaces -> $staging_ver"
-
-  local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-              k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
-  log "build kubernetes: resolving modules (go get)"
-  (cd "$src" && go get "${pkgs[@]/%/@$KUBE_VERSION}") >>"$logf" 2>&1 \
-    || die "build kubernetes: go get failed (see $logf)"
-  grep -qE "^(require )?[[:space:]]*k8s.io/kubernetes $KUBE_VERSION( |\$)" "$src/go.mod" \
-    || die "build kubernetes: go get moved k8s.io/kubernetes off $KUBE_VERSION"
-
-  local vflags="" p date
-  date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    vflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
-    vflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
-  done
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-  log "build kubernetes: compiling (go build -p $BUILD_P)"
-  (cd "$src" && go build -p "$BUILD_P" -v -trimpath -ldflags "-s -w$vflags" -o "$out.tmp/" "${pkgs[@]}") 2>&1 \
-    | progress kubernetes "$logf" || die "build kubernetes: go build failed (see $logf)"
-  for p in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [[ -x "$out.tmp/$p" ]] || die "build kubernetes: $p missing after build"
-  done
-  "$out.tmp/kube-apiserver" --version | grep -q "$KUBE_VERSION" \
-    || die "build kubernetes: kube-apiserver does not report $KUBE_VERSION"
-  touch "$out.tmp/.complete"
-  rm -rf "$out"; mv "$out.tmp" "$out"
-  log "build kubernetes: done -> $out"
-}
-
-# ---- etcd ------------------------------------------------------------------
-build_etcd() {
-  local out="$ETCD_BIN_DIR" src="$CACHE_DIR/src/etcd-$ETCD_VERSION"
-  local logf="$LOG_DIR/build-etcd.log"
-  complete "$out" && return 0
-  log "build etcd $ETCD_VERSION (first time only); log: $logf"
-  : >"$logf"
-  rm -rf "$src"; mkdir -p "$src"
-  # The server module's own replace directives (../api etc.) are ignored when it
-  # is a dependency; its requirements pin the matching go.etcd.io/etcd/* modules.
+# go_build NAME OUT MODULE VERSION LDFLAGS PKG... (more go.mod lines on stdin):
+# a wrapper module requiring MODULE VERSION (with the `go` and `godebug` lines of
+# that module's go.mod), `go get` of the PKGs, `go build` of them into OUT.tmp/.
+go_build() {
+  local name="$1" out="$2" module="$3" version="$4" ldflags="$5" src="$CACHE_DIR/src/$1-$4"
+  local logf="$LOG_DIR/build-$1.log" gomod extra
+  shift 5
+  extra="$(cat)"
+  log "build $name $version (once per machine); log: $logf"
+  gomod="$(mod_field "$module@$version" GoMod)"
+  rm -rf "$src" "$out.tmp"; mkdir -p "$src" "$out.tmp"
   printf '%s\n' "// Generated by tutor-contrib-eks cluster/build.sh; throwaway wrapper module." \
-    "module tutor-contrib-eks.local/etcd-build" "" "go 1.26.0" "" \
-    "require go.etcd.io/etcd/server/v3 $ETCD_VERSION" >"$src/go.mod"
-  (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION") >>"$logf" 2>&1 \
-    || die "build etcd: go get failed (see $logf)"
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-  (cd "$src" && go build -p "$BUILD_P" -v -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3) 2>&1 \
-    | progress etcd "$logf" || die "build etcd: go build failed (see $logf)"
-  "$out.tmp/etcd" --version | grep -q "${ETCD_VERSION#v}" || die "build etcd: etcd does not report $ETCD_VERSION"
-  touch "$out.tmp/.complete"
-  rm -rf "$out"; mv "$out.tmp" "$out"
-  log "build etcd: done -> $out"
-}
-
-# ---- kwok and kwokctl -------------------------------------------------------
-# build_kwok_cmd NAME OUTDIR: sigs.k8s.io/kwok/cmd/NAME into OUTDIR/NAME, stamped
-# with the kwok and Kubernetes versions (kwokctl's defaults follow KubeVersion).
-build_kwok_cmd() {
-  local name="$1" out="$2" src="$CACHE_DIR/src/$1-$KWOK_VERSION"
-  local logf="$LOG_DIR/build-$1.log"
-  complete "$out" && return 0
-  log "build $name $KWOK_VERSION (first time only); log: $logf"
-  : >"$logf"
-  rm -rf "$src"; mkdir -p "$src"
-  local gomod
-  gomod="$(go_mod_field "sigs.k8s.io/kwok@$KWOK_VERSION" GoMod)"
-  {
-    echo "// Generated by tutor-contrib-eks cluster/build.sh; throwaway wrapper module."
-    echo "module tutor-contrib-eks.local/$name-build"
-    echo
-    grep -E '^go [0-9.]+$' "$gomod"
-    echo
-    echo "require sigs.k8s.io/kwok $KWOK_VERSION"
-  } >"$src/go.mod"
-  (cd "$src" && go get "sigs.k8s.io/kwok/cmd/$name@$KWOK_VERSION") >>"$logf" 2>&1 \
-    || die "build $name: go get failed (see $logf)"
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-  (cd "$src" && go build -p "$BUILD_P" -v -trimpath \
-      -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBE_VERSION#v}" \
-      -o "$out.tmp/$name" "sigs.k8s.io/kwok/cmd/$name") 2>&1 \
+    "module tutor-contrib-eks.local/$name-build" "" "$(grep -E '^go [0-9.]+$' "$gomod")" \
+    "$(grep -E '^godebug ' "$gomod" || true)" "require $module $version" "$extra" >"$src/go.mod"
+  (cd "$src" && go get "${@/%/@$version}") >"$logf" 2>&1 || die "build $name: go get failed (see $logf)"
+  grep -qE "^(require )?[[:space:]]*$module $version( |\$)" "$src/go.mod" \
+    || die "build $name: go get moved $module off $version"
+  (cd "$src" && go build -p "$BUILD_P" -v -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp/" "$@") 2>&1 \
     | progress "$name" "$logf" || die "build $name: go build failed (see $logf)"
-  "$out.tmp/$name" --version >/dev/null 2>&1 || die "build $name: $name --version failed"
-  touch "$out.tmp/.complete"
-  rm -rf "$out"; mv "$out.tmp" "$out"
-  log "build $name: done -> $out"
 }
+# check OUT BINARY VERSION: OUT.tmp/BINARY --version names VERSION.
+check() { "$1.tmp/$2" --version 2>&1 | grep -qF -- "$3" || die "build: $2 does not report $3"; }
 
-# ---- cert-manager CRDs -----------------------------------------------------
-fetch_cert_manager_crds() {
-  local out="$CERT_MANAGER_DIR" dir
+# copy NAME MODULE@VERSION FROM OUT [LEAVE_OUT_GLOB]: FROM, a folder of a Go
+# module, copied into OUT/NAME; files matching LEAVE_OUT_GLOB are left out.
+copy() {
+  local out="$4" dir
   complete "$out" && return 0
-  log "cert-manager $CERT_MANAGER_VERSION: copying deploy/crds from its Go module"
-  dir="$(go_mod_field "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" Dir)"
-  [[ -d "$dir/deploy/crds" ]] || die "cert-manager: no deploy/crds in $dir"
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp/crds"
-  cp "$dir"/deploy/crds/*.yaml "$out.tmp/crds/"
-  chmod -R u+w "$out.tmp"
-  if grep -l '{{' "$out.tmp"/crds/*.yaml >/dev/null 2>&1; then
-    die "cert-manager: deploy/crds of $CERT_MANAGER_VERSION holds templated files, not plain YAML"
-  fi
-  touch "$out.tmp/.complete"
-  rm -rf "$out"; mv "$out.tmp" "$out"
-}
-
-# ---- Gateway API CRDs (standard channel) -----------------------------------
-# Only the CustomResourceDefinitions: the folder's ValidatingAdmissionPolicy
-# (gateway.networking.k8s.io_vap_safeupgrades.yaml) is left out.
-fetch_gateway_api_crds() {
-  local out="$GATEWAY_API_DIR" dir f
-  complete "$out" && return 0
-  log "gateway-api $GATEWAY_API_VERSION: copying config/crd/standard from its Go module"
-  dir="$(go_mod_field "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" Dir)/config/crd/standard"
-  [[ -d "$dir" ]] || die "gateway-api: no $dir"
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp/crds"
-  for f in "$dir"/gateway.networking.k8s.io_*.yaml; do
-    grep -q '^kind: CustomResourceDefinition' "$f" && cp "$f" "$out.tmp/crds/"
-  done
-  chmod -R u+w "$out.tmp"
-  [[ -f "$out.tmp/crds/gateway.networking.k8s.io_httproutes.yaml" ]] || die "gateway-api: no HTTPRoute CRD in $dir"
-  touch "$out.tmp/.complete"
-  rm -rf "$out"; mv "$out.tmp" "$out"
+  dir="$(mod_field "$2" Dir)/$3"
+  [[ -d "$dir" ]] || die "build: no $3 in the module $2"
+  log "build: copying $3 of $2"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  cp -r "$dir" "$out.tmp/$1"; chmod -R u+w "$out.tmp"
+  if [[ -n "${5:-}" ]]; then find "$out.tmp/$1" -name "$5" -delete; fi
+  finish "$out"
 }
 
 T0=$SECONDS
-fetch_cert_manager_crds
-fetch_gateway_api_crds
-build_etcd
-build_kwok_cmd kwok "$KWOK_BIN_DIR"
-build_kwok_cmd kwokctl "$KWOKCTL_BIN_DIR"
-build_kubernetes
-if (( SECONDS - T0 > 5 )); then
-  log "build: all components ready in $((SECONDS - T0))s (cache: $CACHE_DIR)"
+copy stage "sigs.k8s.io/kwok@$KWOK_VERSION" kustomize/stage "${KWOK_STAGES_DIR%/*}"
+copy crds "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" deploy/crds "$CERT_MANAGER_DIR"
+copy crds "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard "$GATEWAY_API_DIR" '*_vap_*'
+
+if ! complete "$ETCD_BIN_DIR"; then
+  go_build etcd "$ETCD_BIN_DIR" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "" go.etcd.io/etcd/server/v3 </dev/null
+  mv "$ETCD_BIN_DIR.tmp/server" "$ETCD_BIN_DIR.tmp/etcd"    # named after .../server/v3
+  check "$ETCD_BIN_DIR" etcd "${ETCD_VERSION#v}"; finish "$ETCD_BIN_DIR"
 fi
+# kwokctl's defaults follow the versions stamped here.
+kwok_ldflags="-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBE_VERSION#v}"
+for name in kwok kwokctl; do
+  out="$KWOK_BIN_DIR"; [[ $name == kwokctl ]] && out="$KWOKCTL_BIN_DIR"
+  complete "$out" && continue
+  go_build "$name" "$out" sigs.k8s.io/kwok "$KWOK_VERSION" "$kwok_ldflags" "sigs.k8s.io/kwok/cmd/$name" </dev/null
+  check "$out" "$name" "${KWOK_VERSION#v}"; finish "$out"
+done
+
+if ! complete "$KUBE_BIN_DIR"; then
+  gomod="$(mod_field "k8s.io/kubernetes@$KUBE_VERSION" GoMod)"
+  staging="v0.${KUBE_VERSION#v*.}"      # v1.35.4 -> v0.35.4
+  replaces="$(sed -n -E "s#^[[:space:]]*([^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/src/[^[:space:]]+[[:space:]]*\$#\t\1 => \1 $staging#p" "$gomod")"
+  (( $(wc -l <<<"$replaces") >= 20 )) || die "build kubernetes: too few staging replaces derived from $gomod"
+  major="${KUBE_VERSION#v}"; major="${major%%.*}"; minor="$(cut -d. -f2 <<<"$KUBE_VERSION")"
+  vflags=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    vflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
+    vflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  printf 'replace (\n%s\n)\n' "$replaces" | go_build kubernetes "$KUBE_BIN_DIR" k8s.io/kubernetes "$KUBE_VERSION" "$vflags" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  check "$KUBE_BIN_DIR" kube-apiserver "$KUBE_VERSION"; finish "$KUBE_BIN_DIR"
+fi
+(( SECONDS - T0 <= 5 )) || log "build: all components ready in $((SECONDS - T0))s (cache: $CACHE_DIR)"

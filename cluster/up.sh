@@ -1,37 +1,24 @@
 #!/usr/bin/env bash
 # cluster/up.sh: start (or repair) the local Kubernetes control plane.  `make cluster-up`
 #
-# A real control plane on 127.0.0.1, no container runtime, run by kwokctl's
-# binary runtime (`kwokctl create cluster --runtime=binary`) from the binaries
-# cluster/build.sh makes (nothing is downloaded):
-#   etcd (https 127.0.0.1:23790, peer :23800, client certs required)
-#   kube-apiserver (https://127.0.0.1:16443, Node+RBAC, service-account tokens)
-#   kube-controller-manager (:16257) and kube-scheduler (:16259)
-#   kwok (:16260) playing the kubelet of one fake node, kwok-node-0, with the
-#   stages of cluster/kwok-stages.yaml: pods become Running/Ready, Job pods
-#   Succeeded, PVCs of the default StorageClass bind; images tagged
-#   -crashloop, -pullfail or -unready fail as a real node would show it.
-# (Those are slot 0's ports; when another checkout's cluster holds them, up.sh
-# moves this one to a free slot: see lib.sh. .cluster/kubeconfig and
-# .cluster/ports always name the ports in use.)
-# Binaries come from cluster/build.sh (built once per machine into
-# ${XDG_CACHE_HOME:-$HOME/.cache}/tutor-contrib-eks/; the first build takes a while).
+# A real control plane on 127.0.0.1, no container runtime: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok (the kubelet of one fake node,
+# kwok-node-0), run by kwokctl's binary runtime from the binaries of
+# cluster/build.sh (built once per machine; nothing is downloaded). kwok plays
+# the node with its own stages and those of cluster/kwok-stages.yaml.
 #
-# State lives in the checkout's .cluster/ (gitignored):
-#   kubeconfig   admin kubeconfig (client certificate in system:masters, data embedded)
-#   ports        the port slot in use (PORT_SLOT, APISERVER_PORT, SERVER_URL, KWOK_CLUSTER)
-#   bin/         kubectl, kube-*, etcd, kwok symlinks and a kwokctl wrapper bound to
-#                this checkout's cluster: put "$PWD/.cluster/bin" first on PATH
-#   crds/        cert-manager's CRDs (symlink into the cache)
-#   env.sh       `source .cluster/env.sh` sets KUBECONFIG and PATH
-#   pki/         -> kwok/clusters/<name>/pki (ca.crt, admin.crt, admin.key)
-#   kwok/        kwokctl's home: clusters/<name>/ (etcd data, pki, pids, logs, kwok.yaml)
-#   logs/        build and kwokctl logs; logs/components -> the processes' logs
-#   kwokctl.yaml the configuration handed to kwokctl (rendered by lib.sh)
-# Idempotent: running processes are kept, dead ones started again (`kwokctl
-# start cluster`), and the bootstrap objects (cluster/bootstrap.yaml,
-# cert-manager CRDs) re-applied. When the configuration or the stages changed
-# since the cluster was created (or its ports had to move), the cluster is made
+# In the checkout's .cluster/ (gitignored):
+#   kubeconfig  admin (system:masters), from `kwokctl get kubeconfig`
+#   env.sh      `source .cluster/env.sh`: KUBECONFIG, and PATH with bin/
+#   bin/        kubectl and the other binaries; kwokctl bound to this cluster
+#   kwok/       kwokctl's home: clusters/<name>/ (etcd data, pki/, pids/, logs/,
+#               kwok.yaml), reachable as .cluster/pki, .cluster/pids and
+#               .cluster/logs/components; ports, the first of its six
+#   crds        -> cert-manager's CRDs in the cache (tests read them)
+# Idempotent: a running cluster is left as it is (checked in about a second); dead
+# processes are started again (`kwokctl start cluster`) and the bootstrap objects
+# re-applied when missing or changed. A cluster whose configuration or stages
+# changed, or whose ports another process took while it was stopped, is made
 # anew: its objects are lost, which a disposable test cluster can afford.
 # Stop with cluster/down.sh (`make cluster-down`).
 set -euo pipefail
@@ -39,22 +26,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 T0=$SECONDS
-mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR" "$BIN_DIR" "$KWOK_HOME"
-lock_state
 [[ "$(uname -s)" == Linux ]] || die "up: Linux only"
-command -v curl >/dev/null 2>&1 || die "up: curl not found (used for health checks)"
-
-# 1. binaries (no-op when cached) ---------------------------------------------
+lock_state
 bash "$CLUSTER_DIR/build.sh"
 
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  ln -sfn "$KUBE_BIN_DIR/$b" "$BIN_DIR/$b"
-done
-ln -sfn "$ETCD_BIN_DIR/etcd" "$BIN_DIR/etcd"
-ln -sfn "$KWOK_BIN_DIR/kwok" "$BIN_DIR/kwok"
+# 1. .cluster/bin, and a kwokctl bound to this checkout's cluster (its home and
+# name), deaf to KWOK_* variables of the caller, which would change its defaults.
+mkdir -p "$BIN_DIR" "$LOG_DIR" "$KWOK_HOME"
+for b in "$KUBE_BIN_DIR"/kube* "$ETCD_BIN_DIR/etcd" "$KWOK_BIN_DIR/kwok"; do ln -sfn "$b" "$BIN_DIR/"; done
 ln -sfn "$CERT_MANAGER_DIR/crds" "$STATE_DIR/crds"
-# kwokctl, bound to this checkout's cluster (its home and name) and deaf to
-# KWOK_* variables of the caller's environment, which would change its defaults.
 cat >"$KWOKCTL.tmp" <<EOF
 #!/bin/sh
 # Generated by cluster/up.sh: kwokctl for the cluster of $REPO_ROOT.
@@ -65,119 +45,131 @@ EOF
 chmod +x "$KWOKCTL.tmp"; mv "$KWOKCTL.tmp" "$KWOKCTL"
 KUBECTL=("$BIN_DIR/kubectl" --kubeconfig="$KUBECONFIG_FILE")
 
-# 2. ports and configuration ----------------------------------------------------
-retire_legacy_layout
-forget_dead_pids
-adopt_orphans
-choose_slot
-write_egress_config
-render_kwokctl_config "$KWOKCTL_CONFIG"
-digest="$(config_digest)"
-exists=0
-[[ -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]] && exists=1
-if (( exists )) && [[ "$(cat "$CONFIG_STAMP" 2>/dev/null)" != "$digest" ]]; then
-  log "the cluster's configuration, stages or ports changed since it was created: making it anew (its objects are lost)"
-  stop_cluster
-  kwokctl delete cluster --kubeconfig="$KWOK_HOME/no-kubeconfig"
-  rm -f "$CONFIG_STAMP"
-  exists=0
-fi
+# 2. the configuration handed to kwokctl ----------------------------------------
+# Ports: six in a row from PORT (etcd, its peers, kube-apiserver, the controller-
+# manager, the scheduler, kwok), PORT = 10000 + 6k below the ephemeral range, k
+# from the checkout's path hash, or the next k while a port is taken; chosen when
+# the cluster is created, kept in .cluster/kwok/ports. Not kwokctl's own choice:
+# every kwokctl process counts down from 32767, so a checkout creating its
+# cluster while another's is stopped would take that one's ports.
+ports_free() {
+  local p
+  for ((p = $1; p < $1 + 6; p++)); do ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || return 1; done
+}
+choose_ports() {
+  local k=$((16#$PATH_HASH % 3700)) i
+  for ((i = 0; i < 3700; i++)); do
+    PORT=$((10000 + 6 * ((k + i) % 3700)))
+    if ports_free "$PORT"; then echo "$PORT" >"$KWOK_HOME/ports"; return; fi
+  done
+  die "no six free ports in a row between 10000 and 32200"
+}
+# render: .cluster/kwokctl.yaml, cluster/kwokctl.yaml with the paths and ports.
+render() {
+  local e=() i
+  for i in 0 1 2 3 4 5; do e+=(-e "s|@PORT$i@|$((PORT + i))|g"); done
+  sed "${e[@]}" -e "s|@PKI@|$KWOK_CLUSTER_DIR/pki|g" -e "s|@KWOK_HOME@|$KWOK_HOME|g" \
+    -e "s|@KUBE_VERSION@|$KUBE_VERSION|g" -e "s|@KUBE_BIN@|$KUBE_BIN_DIR|g" -e "s|@ETCD_BIN@|$ETCD_BIN_DIR|g" \
+    -e "s|@KWOK_BIN@|$KWOK_BIN_DIR|g" -e "s|@CLUSTER_DIR@|$CLUSTER_DIR|g" "$CLUSTER_DIR/kwokctl.yaml" >"$STATE_DIR/kwokctl.yaml"
+}
+# kwok's own stages (see cluster/kwok-stages.yaml), then ours.
+FILES=("$STATE_DIR/kwokctl.yaml")
+for s in node/fast/node-initialize node/heartbeat/node-heartbeat pod/fast/pod-ready \
+         pod/fast/pod-complete pod/fast/pod-delete volume/fast/pvc-provision \
+         volume/fast/pv-bind volume/fast/pv-delete volume/fast/pvc-delete; do
+  FILES+=("$KWOK_STAGES_DIR/$s.yaml")
+done
+FILES+=("$CLUSTER_DIR/kwok-stages.yaml")
+CONFIGS=(); for f in "${FILES[@]}"; do CONFIGS+=(-c "$f"); done
+config_digest() { { echo "$KWOK_VERSION"; cat "${FILES[@]}"; } | sha256sum | cut -c1-64; }
 
 # 3. processes ------------------------------------------------------------------
-# A kube-apiserver that was down is started together with fresh clients: the
-# old ones' informers would sit in back-off for a while after the outage.
-if (( exists )) && ! component_alive kube-apiserver; then
-  stop_components "${APISERVER_CLIENTS[@]}"
-fi
-refuse_foreign_ports
-if (( exists )); then
-  started=()
-  for name in "${COMPONENTS[@]}"; do component_alive "$name" || started+=("$name"); done
-  if (( ${#started[@]} )); then
-    log "starting ${started[*]}"
-    kwokctl start cluster
+forget_stale_pids
+dead=(); for n in "${COMPONENTS[@]}"; do alive "$n" || dead+=("$n"); done
+started=0 reason="" stamp=0
+if [[ -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]]; then
+  PORT="$(cat "$KWOK_HOME/ports" 2>/dev/null || echo 10000)"
+  render
+  if [[ "$(config_digest)" != "$(cat "$KWOK_HOME/config.sha256" 2>/dev/null)" ]]; then
+    reason="its configuration or stages changed"
+  elif (( ${#dead[@]} == ${#COMPONENTS[@]} )) && ! ports_free "$PORT"; then
+    reason="one of its ports $PORT-$((PORT + 5)) was taken while it was stopped"
   fi
-else
-  log "creating the cluster $CLUSTER_NAME with kwokctl (binary runtime, no download)"
-  kwokctl -c "$KWOKCTL_CONFIG" -c "$CLUSTER_DIR/kwok-stages.yaml" create cluster \
-    --kubeconfig="" --timeout=5m
-  printf '%s\n' "$digest" >"$CONFIG_STAMP"
+  if [[ -n "$reason" ]]; then
+    log "making the cluster anew, $reason: its objects are lost"
+    kwokctl delete cluster --kubeconfig="$KWOK_HOME/no-kubeconfig"
+  fi
 fi
-# kwok is waited for after the CRDs are in (step 6): it exits at start when a
-# kind its stages name (Gateway, HTTPRoute, Certificate) is not served yet.
-wait_healthy 90 etcd kube-apiserver kube-controller-manager kube-scheduler
+if [[ ! -s "$KWOK_CLUSTER_DIR/kwok.yaml" ]]; then
+  choose_ports; render
+  log "creating the cluster $CLUSTER_NAME with kwokctl (binary runtime, ports $PORT-$((PORT + 5)))"
+  kwokctl "${CONFIGS[@]}" create cluster --kubeconfig="" --timeout=5m
+  config_digest >"$KWOK_HOME/config.sha256"
+  started=1
+elif (( ${#dead[@]} )); then
+  # A kube-apiserver that was down comes back with fresh clients: their watches
+  # would otherwise back off for a while after the outage.
+  alive kube-apiserver || stop "${CLIENTS[@]}"
+  log "starting ${dead[*]}"
+  kwokctl start cluster
+  started=1
+fi
 
 # 4. files for clients ----------------------------------------------------------
-ln -sfn "$PKI_DIR" "$STATE_DIR/pki"
-mkdir -p "$LOG_DIR"
+"$KWOKCTL" get kubeconfig >"$KUBECONFIG_FILE.tmp" 2>>"$LOG_DIR/kwokctl.log" || die "kwokctl get kubeconfig failed"
+chmod 600 "$KUBECONFIG_FILE.tmp"; mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+for d in pki pids; do ln -sfn "$KWOK_CLUSTER_DIR/$d" "$STATE_DIR/$d"; done
 ln -sfn "$KWOK_CLUSTER_DIR/logs" "$LOG_DIR/components"
-ln -sfn "$KWOK_CLUSTER_DIR/pids" "$STATE_DIR/pids"
-record_slot
-tmp="$(mktemp "$KUBECONFIG_FILE.XXXXXX")"
-cat >"$tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: tutor-eks-local
-  cluster:
-    server: $SERVER_URL
-    certificate-authority-data: $(base64 -w0 <"$PKI_DIR/ca.crt")
-users:
-- name: admin
-  user:
-    client-certificate-data: $(base64 -w0 <"$PKI_DIR/admin.crt")
-    client-key-data: $(base64 -w0 <"$PKI_DIR/admin.key")
-contexts:
-- name: tutor-eks-local
-  context:
-    cluster: tutor-eks-local
-    user: admin
-    namespace: default
-current-context: tutor-eks-local
-EOF
-chmod 600 "$tmp"
-if [[ -f "$KUBECONFIG_FILE" ]] && cmp -s "$tmp" "$KUBECONFIG_FILE"; then rm -f "$tmp"; else mv "$tmp" "$KUBECONFIG_FILE"; fi
 cat >"$STATE_DIR/env.sh" <<EOF
-# source this file: use the local control plane (written by cluster/up.sh)
+# source this file: the local control plane (written by cluster/up.sh)
 export KUBECONFIG="$KUBECONFIG_FILE"
 export PATH="$BIN_DIR:\$PATH"
 EOF
 
-# 5. bootstrap objects (server-side apply: idempotent, no size limit on CRDs) --
+# 5. bootstrap objects, applied (server-side: no size limit on CRDs) after a start
+# or when one is missing or changed: the ConfigMap kube-system/tutor-eks-bootstrap
+# holds the digest of what was applied, and is checked with one request.
+CRDS=(-f "$CERT_MANAGER_DIR/crds/" -f "$GATEWAY_API_DIR/crds/")
+OBJECTS=(-f "$CLUSTER_DIR/bootstrap.yaml" -f "$KWOK_STAGES_DIR/volume/fast/storage-class.yaml")
+digest="$(cat "$CERT_MANAGER_DIR"/crds/* "$GATEWAY_API_DIR"/crds/* "$CLUSTER_DIR/bootstrap.yaml" \
+  "$KWOK_STAGES_DIR/volume/fast/storage-class.yaml" | sha256sum | cut -c1-64)"
+cat >"$STATE_DIR/bootstrap-stamp.yaml" <<EOF
+{apiVersion: v1, kind: ConfigMap, metadata: {name: tutor-eks-bootstrap, namespace: kube-system}, data: {digest: "$digest"}}
+EOF
+in_place() {
+  [[ "$("${KUBECTL[@]}" get "${OBJECTS[@]}" -f "$STATE_DIR/bootstrap-stamp.yaml" \
+        -o 'jsonpath={.items[-1].data.digest}' 2>/dev/null)" == "$digest" ]]
+}
 apply() {
-  "${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=tutor-eks-cluster-up \
-    "$@" >>"$LOG_DIR/bootstrap.log" 2>&1 \
-    || { cat "$LOG_DIR/bootstrap.log" >&2; die "bootstrap: kubectl apply failed"; }
+  "${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=tutor-eks-cluster-up "$@" \
+    >>"$LOG_DIR/bootstrap.log" 2>&1 || { tail -n 20 "$LOG_DIR/bootstrap.log" >&2; die "bootstrap: kubectl apply failed"; }
 }
-: >"$LOG_DIR/bootstrap.log"
-apply -f "$CERT_MANAGER_DIR/crds/" -f "$GATEWAY_API_DIR/crds/"
-CRDS=(clusterissuers.cert-manager.io issuers.cert-manager.io certificates.cert-manager.io
-      gatewayclasses.gateway.networking.k8s.io gateways.gateway.networking.k8s.io
-      httproutes.gateway.networking.k8s.io)
-crds_established() {
-  [[ "$("${KUBECTL[@]}" get crd "${CRDS[@]}" \
-        -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{end}' \
-        2>/dev/null)" == "$(printf 'True%.0s' "${CRDS[@]}")" ]]
-}
-wait_until 60 "CRDs Established" crds_established
-apply -f "$CLUSTER_DIR/bootstrap.yaml"
-
-# 6. wait until the cluster does what tests need -------------------------------
-# kwok started before the CRDs existed (a new cluster) exited: start it again
-# until it serves /healthz, which it does once every stage controller runs.
+# kwok exits at start when a kind its stages name (Gateway, Certificate ...) is not
+# served yet, as on a new cluster: start it again until it serves /healthz, which
+# it does once every stage controller runs.
 kwok_up() {
-  component_healthy kwok-controller && return 0
-  component_alive kwok-controller || kwokctl start cluster
+  curl -sfk --max-time 2 "https://127.0.0.1:$((PORT + 5))/healthz" >/dev/null 2>&1 && return 0
+  alive kwok-controller || kwokctl start cluster
   return 1
 }
-node_ready() {
-  [[ "$("${KUBECTL[@]}" get node "$NODE_NAME" \
-        -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
-}
-default_sa() { "${KUBECTL[@]}" -n default get serviceaccount default >/dev/null 2>&1; }
-wait_until 90 "kwok (its log: $KWOK_CLUSTER_DIR/logs/kwok-controller.log)" kwok_up
-wait_until 60 "fake node $NODE_NAME (kwok)" node_ready
-wait_until 60 "default ServiceAccount (kube-controller-manager)" default_sa
-
-log "ready in $((SECONDS - T0))s: $SERVER_URL (Kubernetes $KUBE_VERSION, kwokctl cluster $CLUSTER_NAME)"
-log "  export KUBECONFIG=$KUBECONFIG_FILE PATH=$BIN_DIR:\$PATH   (or: source .cluster/env.sh)"
+if (( started )) || ! in_place; then
+  PORT="$(cat "$KWOK_HOME/ports")"
+  apiserver_ready() { "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1; }
+  wait_until 90 "kube-apiserver" apiserver_ready
+  if ! in_place; then
+    : >"$LOG_DIR/bootstrap.log"
+    apply "${CRDS[@]}"
+    "${KUBECTL[@]}" wait --for=condition=Established crd --all --timeout=60s >>"$LOG_DIR/bootstrap.log" \
+      || die "CRDs not Established (log: $LOG_DIR/bootstrap.log)"
+    apply "${OBJECTS[@]}"
+    stamp=1
+  fi
+  wait_until 90 "kwok" kwok_up
+  "${KUBECTL[@]}" wait --for=condition=Ready node/kwok-node-0 --timeout=60s >/dev/null \
+    || die "the fake node kwok-node-0 is not Ready (kwok's log: $LOG_DIR/components/kwok-controller.log)"
+  "${KUBECTL[@]}" -n default wait --for=create serviceaccount/default --timeout=60s >/dev/null \
+    || die "no default ServiceAccount (kube-controller-manager's log: $LOG_DIR/components/)"
+  if (( stamp )); then apply -f "$STATE_DIR/bootstrap-stamp.yaml"; fi
+fi
+log "ready in $((SECONDS - T0))s: $(sed -n 's/^ *server: //p' "$KUBECONFIG_FILE") (Kubernetes $KUBE_VERSION, kwokctl cluster $CLUSTER_NAME)"
+log "  source .cluster/env.sh   # KUBECONFIG=$KUBECONFIG_FILE, PATH with $BIN_DIR"

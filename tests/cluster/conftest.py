@@ -17,9 +17,9 @@ Lifecycle (the choice made here):
   ``bash cluster/down.sh`` at the end of the session, so a test run leaves no
   process behind. Set ``TUTOR_EKS_KEEP_CLUSTER=1`` to keep it running anyway.
 
-Everything listens on 127.0.0.1 only; ``Cluster.server`` is the apiserver URL
-in use (``https://127.0.0.1:16443`` unless another checkout's cluster holds that
-port, see ``cluster/lib.sh``).
+Everything listens on 127.0.0.1 only, on ports of this checkout's own (see
+``cluster/up.sh``); ``Cluster.server`` is the apiserver URL, from
+``.cluster/kubeconfig``.
 
 Using it from other test directories: this conftest only serves ``tests/cluster/``.
 Elsewhere, import the fixture into a conftest above those tests, e.g.
@@ -55,10 +55,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPTS = REPO_ROOT / "cluster"
 STATE_DIR = REPO_ROOT / ".cluster"
 
-#: The kube-apiserver endpoint of port slot 0 (cluster/lib.sh); up.sh may pick
-#: another slot when a different checkout's cluster holds these ports, and
-#: records the one in use in .cluster/ports: see :func:`server_url`.
-DEFAULT_SERVER = "https://127.0.0.1:16443"
 #: Kubernetes version pinned in cluster/lib.sh (read from there, not repeated).
 KUBE_VERSION: str = re.search(  # type: ignore[union-attr]
     r'^KUBE_VERSION="(v[0-9.]+)"', (CLUSTER_SCRIPTS / "lib.sh").read_text(), re.M
@@ -89,22 +85,23 @@ def _run_script(script: str, *args: str, timeout: float | None) -> str:
 
 
 def server_url() -> str:
-    """The apiserver URL of this checkout's cluster (always https://127.0.0.1:PORT)."""
-    ports = STATE_DIR / "ports"
-    if ports.is_file():
+    """The apiserver URL of this checkout's cluster (always https://127.0.0.1:PORT),
+    from ``.cluster/kubeconfig``; empty before the first ``cluster/up.sh``."""
+    kubeconfig = STATE_DIR / "kubeconfig"
+    if kubeconfig.is_file():
         found = re.search(
-            r"^SERVER_URL=(https://127\.0\.0\.1:[0-9]+)$", ports.read_text(), re.M
+            r"^\s*server: (https://127\.0\.0\.1:[0-9]+)$", kubeconfig.read_text(), re.M
         )
         if found:
             return found.group(1)
-    return DEFAULT_SERVER
+    return ""
 
 
 def apiserver_ready(timeout: float = 2.0) -> bool:
     """True if this checkout's kube-apiserver answers /readyz (admin client cert)."""
     pki = STATE_DIR / "pki"
     ca, crt, key = pki / "ca.crt", pki / "admin.crt", pki / "admin.key"
-    if not (ca.is_file() and crt.is_file() and key.is_file()):
+    if not (server_url() and ca.is_file() and crt.is_file() and key.is_file()):
         return False
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(str(crt), str(key))
@@ -125,7 +122,7 @@ class Cluster:
     bin_dir: Path
     """``.cluster/bin``: kubectl, kube-apiserver, ..., etcd, kwok, kwokctl."""
     server: str
-    """``https://127.0.0.1:16443`` (another loopback port if that one was taken)."""
+    """``https://127.0.0.1:PORT``: each checkout's cluster has its own ports."""
     crds_dir: Path
     """cert-manager's ``deploy/crds`` (plain CRD YAML files)."""
     ca_file: Path

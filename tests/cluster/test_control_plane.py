@@ -211,7 +211,7 @@ def test_pvc_binds_with_default_storage_class(cluster: Cluster, namespace: str) 
         "--timeout=60s",
     )
     got = cluster.get_json("-n", namespace, "pvc", "data")
-    assert got["spec"]["storageClassName"] == "standard"
+    assert got["spec"]["storageClassName"] == "kwok-volume"  # kwok's, the default
 
 
 def test_cert_manager_crds_and_ingress_class_exist(cluster: Cluster) -> None:
