@@ -136,9 +136,10 @@ digest="$(cat "$CERT_MANAGER_DIR"/crds/* "$GATEWAY_API_DIR"/crds/* "$CLUSTER_DIR
 cat >"$STATE_DIR/bootstrap-stamp.yaml" <<EOF
 {apiVersion: v1, kind: ConfigMap, metadata: {name: tutor-eks-bootstrap, namespace: kube-system}, data: {digest: "$digest"}}
 EOF
-in_place() {
-  [[ "$("${KUBECTL[@]}" get "${OBJECTS[@]}" -f "$STATE_DIR/bootstrap-stamp.yaml" \
-        -o 'jsonpath={.items[-1].data.digest}' 2>/dev/null)" == "$digest" ]]
+in_place() {   # kubectl prints what it found, and fails if one is missing
+  local found
+  found="$("${KUBECTL[@]}" get "${OBJECTS[@]}" -f "$STATE_DIR/bootstrap-stamp.yaml" \
+           -o 'jsonpath={.items[-1].data.digest}' 2>/dev/null)" && [[ "$found" == "$digest" ]]
 }
 apply() {
   "${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=tutor-eks-cluster-up "$@" \
