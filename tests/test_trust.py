@@ -13,6 +13,7 @@ from tutor import config as tutor_config
 from tutor import utils as tutor_utils
 
 from tutoreks import tutor_compat
+from tutoreks.config import masking
 from tutoreks.config import state as state_module
 from tutoreks.config.state import State
 from tutoreks.deploy import pods, prune, status
@@ -293,7 +294,7 @@ HOSTILE = (
 
 
 def test_cluster_strings_are_scrubbed_stripped_and_shortened() -> None:
-    scrub = pods.Scrubber([SECRET_LOOKING])
+    scrub = masking.Scrubber([SECRET_LOOKING])
     item = status.cleaned(
         Item("Certificate", "x" * 400, False, HOSTILE, HOSTILE * 5, {"why": [HOSTILE]}),
         scrub,
@@ -302,14 +303,14 @@ def test_cluster_strings_are_scrubbed_stripped_and_shortened() -> None:
         assert SECRET_LOOKING not in text
     for text in (item.status, item.detail, item.data["why"][0]):
         assert all(ch.isprintable() for ch in text), repr(text)
-    assert len(item.detail) <= pods.MESSAGE_LIMIT and item.detail.endswith("...")
-    assert len(item.name) <= pods.NAME_LIMIT
+    assert len(item.detail) <= masking.MESSAGE_LIMIT and item.detail.endswith("...")
+    assert len(item.name) <= masking.NAME_LIMIT
 
 
 def test_names_are_shown_as_they_are() -> None:
     """A value from a Secret that is also part of a name (the database user
     `openedx`) does not hide the name (`openedx-tls`, namespace `openedx-dev`)."""
-    scrub = pods.Scrubber(["openedx"])
+    scrub = masking.Scrubber(["openedx"])
     item = status.cleaned(
         Item("Certificate", "openedx-tls", False, "openedx failed", ""), scrub
     )

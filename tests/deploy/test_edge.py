@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tutoreks.config.masking import Scrubber
 from tutoreks.deploy import edge
-from tutoreks.deploy.pods import Scrubber
 from tutoreks.exceptions import EksError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -21,6 +21,7 @@ import datetime
 import typing as t
 
 from .. import tutor_compat
+from ..config.masking import Scrubber
 from ..exceptions import EksError
 from ..kube import (
     CERTIFICATES,
@@ -32,7 +33,7 @@ from ..kube import (
     Resource,
 )
 from ..render.edge import ALB_CLASS, gateway_ref, issues_certificates
-from .pods import Scrubber, condition_of
+from .pods import condition_of
 from .report import Item
 
 if t.TYPE_CHECKING:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import time
 import typing as t
+from dataclasses import dataclass
 
 from tutor import fmt
 
+from ..config.masking import Scrubber, shown
 from ..exceptions import EksError
 from . import pods
 
@@ -66,7 +68,7 @@ def check(config: dict[str, t.Any], job_name: str) -> None:
     """One poll of Tutor's task runner on ``job_name``: raise when it failed, cannot
     start, or ran out of time."""
     from ..config import context
-    from ..kube import JOBS, PODS, KubeError
+    from ..kube import JOBS
 
     namespace = str(config["K8S_NAMESPACE"])
     timeout = seconds(config, "EKS_JOB_TIMEOUT")
@@ -74,26 +76,90 @@ def check(config: dict[str, t.Any], job_name: str) -> None:
     elapsed = time.monotonic() - _started.setdefault(job_name, time.monotonic())
     job = kube.get(JOBS, job_name, namespace)
     if job is None:
-        if elapsed > MISSING_GRACE:
-            raise EksError(
-                f"Job {namespace}/{job_name} disappeared: it was deleted while "
-                "`tutor k8s` waited for it."
-            )
-        time.sleep(1.0)
+        _missing(namespace, job_name, elapsed)
         return
     if pods.condition(job, "Complete") == "True":
         return
-    scrub = _scrubber()
+    found = _job_pods(kube, namespace, job_name)
+    decided = verdict(job, found, _scrubber(), elapsed, timeout)
+    if decided.delete:
+        _delete(kube, namespace, job_name)
+    if decided.message:
+        raise EksError(decided.message)
+
+
+def _missing(namespace: str, job_name: str, elapsed: float) -> None:
+    """Tutor polls a Job it applied: not listed yet, or deleted meanwhile."""
+    if elapsed > MISSING_GRACE:
+        raise EksError(
+            f"Job {namespace}/{job_name} disappeared: it was deleted while "
+            "`tutor k8s` waited for it."
+        )
+    time.sleep(1.0)
+
+
+def _job_pods(kube: Kube, namespace: str, job_name: str) -> list[dict[str, t.Any]]:
+    from ..kube import PODS, KubeError
+
     try:
-        found = kube.list(PODS, namespace, f"job-name={job_name}")
+        return kube.list(PODS, namespace, f"job-name={job_name}")
     except KubeError as e:
         # No `list` on pods (a Role applied before this plugin version): the Job's
         # own conditions still tell a failure, its pods cannot be named.
         if job_name not in _warned:
             _warned.add(job_name)
             fmt.echo_alert(f"Cannot look at the pods of Job {job_name}: {e}")
-        found = []
-    diagnoses: list[pods.Diagnosis] = []
+        return []
+
+
+# --- the decision: pure, over the Job and its pods as read ------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where a Job stands: ``Complete``, ``Running``, ``Failed``, ``CannotStart``
+    (delete it: it would stay active for ever) or ``TimedOut``; the error to raise
+    ("" when the wait goes on or is over)."""
+
+    state: str
+    message: str = ""
+
+    @property
+    def delete(self) -> bool:
+        return self.state == "CannotStart"
+
+
+def verdict(
+    job: dict[str, t.Any],
+    found: list[dict[str, t.Any]],
+    scrub: Scrubber,
+    elapsed: float = 0.0,
+    timeout: int = 0,
+) -> Verdict:
+    """Where ``job`` stands, from its pods (``found``), ``elapsed`` seconds after
+    the wait started, with ``EKS_JOB_TIMEOUT`` ``timeout`` (0: no limit)."""
+    name = str((job.get("metadata") or {}).get("name") or "?")
+    if pods.condition(job, "Complete") == "True":
+        return Verdict("Complete")
+    diagnoses = failed_pods(found, scrub)
+    failed = pods.condition_of(job, "Failed")
+    if failed.get("status") == "True":
+        return Verdict("Failed", _job_failed(name, failed, diagnoses, scrub))
+    fatal = [d for d in diagnoses if d.fatal]
+    if fatal:
+        return Verdict("CannotStart", _cannot_start(name, fatal))
+    if diagnoses:
+        retries = (job.get("spec") or {}).get("backoffLimit")
+        return Verdict("Failed", _pod_failed(name, retries, diagnoses))
+    if timeout and elapsed > timeout:
+        namespace = str((job.get("metadata") or {}).get("namespace") or "")
+        return Verdict("TimedOut", _timed_out(name, namespace, timeout, found, scrub))
+    return Verdict("Running")
+
+
+def failed_pods(found: list[dict[str, t.Any]], scrub: Scrubber) -> list[pods.Diagnosis]:
+    """The pods that failed, or cannot start and no retry can fix, oldest first."""
+    diagnoses = []
     for pod in sorted(
         found, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp"))
     ):
@@ -101,65 +167,66 @@ def check(config: dict[str, t.Any], job_name: str) -> None:
         diagnosis = pods.diagnose(pod, scrub)
         if diagnosis is not None and (phase == "Failed" or diagnosis.fatal):
             diagnoses.append(diagnosis)
-    failed = pods.condition_of(job, "Failed")
-    if failed.get("status") == "True":
-        reason = str(failed.get("reason") or "Failed")
-        message = scrub(str(failed.get("message") or ""))
-        raise EksError(
-            _message(
-                f"Job {job_name} failed ({reason}{': ' + message if message else ''})",
-                diagnoses,
-            )
-        )
-    fatal = [d for d in diagnoses if d.fatal]
-    if fatal:
-        _delete(kube, namespace, job_name)
-        raise EksError(
-            _message(
-                f"Job {job_name} cannot start, and retrying will not help "
-                f"({fatal[0].reason}); it was deleted, so that the next deploy does "
-                "not wait for it",
-                fatal,
-                logs=False,
-            )
-        )
-    if diagnoses:
-        # Tutor itself gives up as soon as no pod of the Job is active and one
-        # failed; say which pod and why, with the command that shows its logs.
-        retries = (job.get("spec") or {}).get("backoffLimit")
-        raise EksError(
-            _message(
-                f"Job {job_name} failed"
-                + (
-                    f" (Kubernetes may still run it again: backoffLimit {retries})"
-                    if retries
-                    else ""
-                ),
-                diagnoses,
-            )
-        )
-    if timeout and elapsed > timeout:
-        running = [
-            pods.diagnose(pod, scrub) or _phase(pod)
-            for pod in found
-            if not (pod.get("metadata") or {}).get("deletionTimestamp")
-        ]
-        raise EksError(
-            _message(
-                f"Job {job_name} did not finish within {timeout} s (EKS_JOB_TIMEOUT); "
-                f"it is left running (`kubectl -n {namespace} delete job {job_name}` "
-                "stops it)",
-                running,
-            )
-        )
+    return diagnoses
+
+
+def _job_failed(
+    name: str,
+    failed: dict[str, t.Any],
+    diagnoses: list[pods.Diagnosis],
+    scrub: Scrubber,
+) -> str:
+    """The Job's condition Failed: BackoffLimitExceeded, DeadlineExceeded ..."""
+    reason = str(failed.get("reason") or "Failed")
+    message = scrub(str(failed.get("message") or ""))
+    return _message(
+        f"Job {name} failed ({reason}{': ' + message if message else ''})", diagnoses
+    )
+
+
+def _cannot_start(name: str, fatal: list[pods.Diagnosis]) -> str:
+    return _message(
+        f"Job {name} cannot start, and retrying will not help "
+        f"({fatal[0].reason}); it was deleted, so that the next deploy does "
+        "not wait for it",
+        fatal,
+        logs=False,
+    )
+
+
+def _pod_failed(name: str, retries: t.Any, diagnoses: list[pods.Diagnosis]) -> str:
+    """Tutor itself gives up as soon as no pod of the Job is active and one failed:
+    which pod and why, with the command that shows its logs."""
+    again = f" (Kubernetes may still run it again: backoffLimit {retries})"
+    return _message(f"Job {name} failed" + (again if retries else ""), diagnoses)
+
+
+def _timed_out(
+    name: str,
+    namespace: str,
+    timeout: int,
+    found: list[dict[str, t.Any]],
+    scrub: Scrubber,
+) -> str:
+    running = [
+        pods.diagnose(pod, scrub) or _phase(pod)
+        for pod in found
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    ]
+    return _message(
+        f"Job {name} did not finish within {timeout} s (EKS_JOB_TIMEOUT); "
+        f"it is left running (`kubectl -n {namespace} delete job {name}` "
+        "stops it)",
+        running,
+    )
 
 
 def _phase(pod: dict[str, t.Any]) -> pods.Diagnosis:
     metadata = pod.get("metadata") or {}
     phase = str((pod.get("status") or {}).get("phase") or "Pending")
     return pods.Diagnosis(
-        str(metadata.get("name") or "?"),
-        str(metadata.get("namespace") or ""),
+        shown(str(metadata.get("name") or "?")),
+        shown(str(metadata.get("namespace") or "")),
         phase,
         phase,
     )
@@ -183,9 +250,9 @@ def _delete(kube: Kube, namespace: str, job_name: str) -> None:
         fmt.echo_alert(f"Could not delete Job {namespace}/{job_name}: {e}")
 
 
-def _scrubber() -> pods.Scrubber:
+def _scrubber() -> Scrubber:
     from .. import tutor_compat
     from ..config import resolve
 
     resolution = resolve.for_root(tutor_compat.current_root())
-    return pods.Scrubber(resolution.sensitive_values() if resolution else ())
+    return Scrubber(resolution.sensitive_values() if resolution else ())

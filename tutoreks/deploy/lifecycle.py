@@ -115,7 +115,8 @@ def after_start(root: str) -> None:
         resolve,
         state,
     )
-    from . import jobs, pods, prune, rollout
+    from ..config.masking import Scrubber
+    from . import jobs, prune, rollout
 
     resolution = resolve.for_root(root)
     if resolution is None:
@@ -132,7 +133,7 @@ def after_start(root: str) -> None:
             prune.remember(kube, resolution.state, plan)
     timeout = jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")
     if timeout:
-        scrub = pods.Scrubber(resolution.sensitive_values())
+        scrub = Scrubber(resolution.sensitive_values())
         rollout.wait(kube, namespace, str(config["ID"]), timeout, scrub)
     else:
         fmt.echo_info("EKS_ROLLOUT_TIMEOUT is 0: not waiting for the rollout.")

@@ -6,9 +6,12 @@ the reason Kubernetes gives (``ErrImagePull``/``ImagePullBackOff``,
 ``CrashLoopBackOff`` with the last exit code, a failing readiness probe,
 ``Unschedulable`` ...), and the ``kubectl logs`` command that shows its logs.
 
-Free text that comes from the cluster (a scheduler message, a probe's output) is
-shortened and every value from a Secret or the state is replaced by ``***``: a
-probe's output or an event could quote anything.
+The decision is :func:`diagnose`, a pure function of the pod as the API server
+returns it (and its probe events); :func:`diagnose_live` reads the events when
+they are needed. Free text that comes from the cluster (a scheduler message, a
+probe's output) goes through ``config.masking.Scrubber``: shortened, and every
+value from a Secret or the state replaced by ``***`` (a probe's output or an event
+could quote anything).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import shlex
 import typing as t
 from dataclasses import dataclass
+
+from ..config.masking import REASON_LIMIT, Scrubber, shown
 
 if t.TYPE_CHECKING:
     from ..kube import Kube
@@ -30,46 +35,7 @@ FATAL_WAITING = (
     "ErrImageNeverPull",
     *CONFIG_FAILURES,
 )
-MESSAGE_LIMIT = 160
-#: Object names are at most 253 characters; reasons are CamelCase words.
-NAME_LIMIT = 253
-REASON_LIMIT = 80
-
-
-class Scrubber:
-    """Replaces every value from a Secret or the state (and each line of one) in
-    free text by ``***``; values shorter than ``shortest`` are left alone."""
-
-    def __init__(self, values: t.Iterable[str] = (), shortest: int = 4) -> None:
-        parts: set[str] = set()
-        for value in values:
-            for part in (value, *value.splitlines()):
-                if part.strip() and len(part) >= shortest:
-                    parts.add(part)
-        self.values = sorted(parts, key=len, reverse=True)
-
-    def __call__(self, text: str, limit: int | None = MESSAGE_LIMIT) -> str:
-        """``text`` (from the cluster, a server) made safe to show: values
-        replaced, control and format characters (escape sequences, carriage
-        returns, bidirectional overrides) made spaces, white space folded,
-        shortened to ``limit``."""
-        for value in self.values:
-            text = text.replace(value, "***")
-        text = "".join(ch if ch.isprintable() else " " for ch in text)
-        text = " ".join(text.split())
-        if limit is None or len(text) <= limit:
-            return text
-        return text[: limit - 3].rstrip() + "..."
-
-
-#: Object names are shown as they are (a value that happens to equal part of a
-#: name, such as a database user ``openedx``, is not hidden in ``openedx-tls``),
-#: but never with a control character and never longer than a name can be.
-_NAMES = Scrubber()
-
-
-def shown(name: str, limit: int = NAME_LIMIT) -> str:
-    return _NAMES(name, limit)
+UNREADY = "Unready"
 
 
 @dataclass
@@ -130,139 +96,202 @@ def condition_of(obj: dict[str, t.Any], kind: str) -> dict[str, t.Any]:
 
 
 def unready_events(kube: Kube, namespace: str, pod: str) -> list[dict[str, t.Any]]:
-    """The pod's ``Unhealthy`` events (failing probes), newest last."""
+    """The pod's ``Unhealthy`` events (failing probes)."""
     from ..kube import EVENTS, KubeError
 
     try:
-        events = kube.list(
+        return kube.list(
             EVENTS,
             namespace,
             fields=f"involvedObject.kind=Pod,involvedObject.name={pod},reason=Unhealthy",
         )
     except KubeError:
         return []  # no `list` on events: the probe's words are missing, not more
-    return sorted(
-        events,
-        key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
-    )
+
+
+def diagnose_live(
+    kube: Kube, pod: dict[str, t.Any], scrub: Scrubber
+) -> Diagnosis | None:
+    """:func:`diagnose`, a running container that is not ready explained by its
+    probe's events (read only then)."""
+    found = diagnose(pod, scrub)
+    metadata = pod.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "")
+    if found is None or found.reason != UNREADY or not namespace:
+        return found
+    events = unready_events(kube, namespace, str(metadata.get("name") or ""))
+    return diagnose(pod, scrub, events)
+
+
+# --- the decision: pure, over the pod (and its probe events) as read -------------------
+
+
+class Finding(t.NamedTuple):
+    """What is wrong, before it is made safe to show."""
+
+    reason: str
+    detail: str
+    container: str = ""
+    #: The logs to look at are those of the previous (crashed) container.
+    previous: bool = False
+    fatal: bool = False
 
 
 def diagnose(
     pod: dict[str, t.Any],
     scrub: Scrubber,
-    kube: Kube | None = None,
+    events: t.Sequence[dict[str, t.Any]] = (),
 ) -> Diagnosis | None:
-    """Why ``pod`` is not Ready (or failed), or None when it is fine. With ``kube``,
-    a running container that is not ready is explained by its probe's events."""
+    """Why ``pod`` is not Ready (or failed), or None when it is fine. ``events``:
+    the pod's ``Unhealthy`` events, whose newest explains a failing probe."""
+    found = find_problem(pod, events)
+    return None if found is None else _diagnosis(pod, found, scrub)
+
+
+def _diagnosis(pod: dict[str, t.Any], found: Finding, scrub: Scrubber) -> Diagnosis:
     metadata = pod.get("metadata") or {}
-    name = str(metadata.get("name") or "?")
-    namespace = str(metadata.get("namespace") or "")
+    where = f"container {found.container}: " if found.container else ""
+    return Diagnosis(
+        shown(str(metadata.get("name") or "?")),
+        shown(str(metadata.get("namespace") or "")),
+        scrub(found.reason, REASON_LIMIT),
+        scrub(where + found.detail),
+        shown(found.container),
+        found.previous,
+        found.fatal,
+    )
+
+
+def find_problem(
+    pod: dict[str, t.Any], events: t.Sequence[dict[str, t.Any]] = ()
+) -> Finding | None:
+    """The first of: a container that cannot start, one that crashed, the pod
+    failed, not scheduled, a probe failing, waiting; None when it is fine."""
+    statuses = container_statuses(pod)
     status = pod.get("status") or {}
     phase = str(status.get("phase") or "Pending")
-    statuses = [
+    found = cannot_start(statuses) or crashed(statuses)
+    if found is not None:
+        return found
+    if phase == "Failed":
+        return _failed_pod(status)
+    if phase == "Succeeded":
+        return None
+    found = unscheduled(pod)
+    if found is not None or is_ready(pod):
+        return found
+    return (
+        probe_failing(statuses, events)
+        or waiting(statuses)
+        or Finding(phase, f"{phase}, not ready")
+    )
+
+
+def container_statuses(pod: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    """The init containers' statuses, then the containers'."""
+    status = pod.get("status") or {}
+    return [
         s
         for s in (status.get("initContainerStatuses") or [])
         + (status.get("containerStatuses") or [])
         if isinstance(s, dict)
     ]
 
-    def found(
-        reason: str,
-        detail: str,
-        container: str = "",
-        previous: bool = False,
-        fatal: bool = False,
-    ) -> Diagnosis:
-        where = f"container {container}: " if container else ""
-        return Diagnosis(
-            shown(name, NAME_LIMIT),
-            shown(namespace, NAME_LIMIT),
-            scrub(reason, REASON_LIMIT),
-            scrub(where + detail),
-            shown(container, NAME_LIMIT),
-            previous,
-            fatal,
-        )
 
-    # 1. Images that cannot be pulled, containers that cannot be created.
+def _waiting_reason(item: dict[str, t.Any]) -> str:
+    return str(((item.get("state") or {}).get("waiting") or {}).get("reason") or "")
+
+
+def _with_message(reason: str, message: t.Any) -> str:
+    return f"{reason}: {message}" if message else reason
+
+
+def cannot_start(statuses: list[dict[str, t.Any]]) -> Finding | None:
+    """An image that cannot be pulled, a container that cannot be created."""
     for item in statuses:
-        waiting = (item.get("state") or {}).get("waiting") or {}
-        reason = str(waiting.get("reason") or "")
+        reason = _waiting_reason(item)
         container = str(item.get("name") or "")
         if reason in PULL_FAILURES or reason == "ErrImageNeverPull":
-            return found(
-                reason,
-                f"{reason} (image {scrub(str(item.get('image') or '?'))})",
-                container,
-                fatal=reason in FATAL_WAITING,
-            )
+            image = str(item.get("image") or "?")
+            fatal = reason in FATAL_WAITING
+            return Finding(reason, f"{reason} (image {image})", container, False, fatal)
         if reason in CONFIG_FAILURES:
-            message = scrub(str(waiting.get("message") or ""))
-            return found(
-                reason,
-                f"{reason}: {message}" if message else reason,
-                container,
-                fatal=True,
+            message = (item.get("state") or {}).get("waiting", {}).get("message")
+            return Finding(
+                reason, _with_message(reason, message), container, False, True
             )
-    # 2. Crashing containers: the last exit code.
+    return None
+
+
+def crashed(statuses: list[dict[str, t.Any]]) -> Finding | None:
+    """A container in CrashLoopBackOff (its last exit code), or one that exited
+    with an error."""
     for item in statuses:
-        state = item.get("state") or {}
         container = str(item.get("name") or "")
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason") == "CrashLoopBackOff":
+        if _waiting_reason(item) == "CrashLoopBackOff":
             last = (item.get("lastState") or {}).get("terminated") or {}
-            return found(
-                "CrashLoopBackOff",
+            detail = (
                 f"CrashLoopBackOff, last exit code {last.get('exitCode', '?')}"
                 f" ({last.get('reason') or 'no reason'}), "
-                f"{item.get('restartCount', 0)} restarts",
-                container,
-                previous=True,
+                f"{item.get('restartCount', 0)} restarts"
             )
-        terminated = state.get("terminated") or {}
+            return Finding("CrashLoopBackOff", detail, container, previous=True)
+        terminated = (item.get("state") or {}).get("terminated") or {}
         if terminated and terminated.get("exitCode", 0) != 0:
-            return found(
-                str(terminated.get("reason") or "Error"),
-                f"exited with code {terminated.get('exitCode')}"
-                f" ({terminated.get('reason') or 'no reason'})",
-                container,
-            )
-    # 3. A failed pod with no container to blame (evicted, deadline ...).
-    if phase == "Failed":
-        reason = str(status.get("reason") or "Failed")
-        message = scrub(str(status.get("message") or ""))
-        return found(reason, f"{reason}: {message}" if message else f"pod {reason}")
-    if phase == "Succeeded":
-        return None
-    # 4. Not scheduled.
+            reason = terminated.get("reason")
+            detail = f"exited with code {terminated.get('exitCode')} ({reason or 'no reason'})"
+            return Finding(str(reason or "Error"), detail, container)
+    return None
+
+
+def _failed_pod(status: dict[str, t.Any]) -> Finding:
+    """A failed pod with no container to blame (evicted, deadline ...)."""
+    reason = str(status.get("reason") or "Failed")
+    message = status.get("message")
+    return Finding(reason, f"{reason}: {message}" if message else f"pod {reason}")
+
+
+def unscheduled(pod: dict[str, t.Any]) -> Finding | None:
+    """Not scheduled: the scheduler's words (no node fits, an unbound volume)."""
     scheduled = condition_of(pod, "PodScheduled")
-    if scheduled.get("status") == "False":
-        reason = str(scheduled.get("reason") or "Unschedulable")
-        message = scrub(str(scheduled.get("message") or ""))
-        return found(reason, f"{reason}: {message}" if message else reason)
-    if is_ready(pod):
+    if scheduled.get("status") != "False":
         return None
-    # 5. Running but not ready: the readiness probe.
+    reason = str(scheduled.get("reason") or "Unschedulable")
+    return Finding(reason, _with_message(reason, scheduled.get("message")))
+
+
+def probe_failing(
+    statuses: list[dict[str, t.Any]], events: t.Sequence[dict[str, t.Any]]
+) -> Finding | None:
+    """A running container that is not ready: its readiness probe, in the words
+    of the newest ``Unhealthy`` event when there is one."""
     for item in statuses:
         if item.get("ready") or not (item.get("state") or {}).get("running"):
             continue
-        container = str(item.get("name") or "")
-        probe = ""
-        if kube is not None and namespace:
-            events = unready_events(kube, namespace, name)
-            if events:
-                probe = scrub(str(events[-1].get("message") or ""))
-        return found(
-            "Unready",
+        probe = latest_message(events)
+        detail = (
             f"running, not ready: {probe}"
             if probe
-            else "running, not ready (readiness probe failing)",
-            container,
+            else "running, not ready (readiness probe failing)"
         )
-    # 6. Anything else: waiting to start.
+        return Finding(UNREADY, detail, str(item.get("name") or ""))
+    return None
+
+
+def latest_message(events: t.Sequence[dict[str, t.Any]]) -> str:
+    """The message of the newest event ("" without one)."""
+    if not events:
+        return ""
+    newest = sorted(
+        events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")
+    )[-1]
+    return str(newest.get("message") or "")
+
+
+def waiting(statuses: list[dict[str, t.Any]]) -> Finding | None:
+    """A container waiting to start, for a reason Kubernetes names."""
     for item in statuses:
-        waiting = (item.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason"):
-            reason = str(waiting["reason"])
-            return found(reason, reason, str(item.get("name") or ""))
-    return found(phase, f"{phase}, not ready")
+        reason = _waiting_reason(item)
+        if reason:
+            return Finding(reason, reason, str(item.get("name") or ""))
+    return None

@@ -53,7 +53,7 @@ def run(
     checks: list[tuple[str, Check]], secret_values: t.Iterable[str] = ()
 ) -> list[Result]:
     """Run every check concurrently; a failure is any exception, its message the detail."""
-    from .pods import Scrubber
+    from ..config.masking import Scrubber
 
     scrub = Scrubber(secret_values, shortest=3)
 

@@ -136,6 +136,17 @@ class Plan:
         return [ref for ref in self.applied if ref.key not in known]
 
 
+PRUNE, KEEP, RELEASE, GONE = "prune", "keep", "release", "gone"
+
+
+class Verdict(t.NamedTuple):
+    """What to do with one candidate: prune it, keep it in the inventory (and
+    retry), release it for good (no longer this environment's), or nothing (gone)."""
+
+    action: str
+    why: str = ""
+
+
 @dataclass
 class Outcome:
     """What pruning did (or, dry, would do)."""
@@ -146,6 +157,14 @@ class Outcome:
     kept: list[tuple[Ref, str]] = field(default_factory=list)
     #: Left in place for good: no longer this environment's.
     released: list[tuple[Ref, str]] = field(default_factory=list)
+
+    def add(self, ref: Ref, decided: Verdict) -> None:
+        if decided.action == PRUNE:
+            self.pruned.append(ref)
+        elif decided.action == KEEP:
+            self.kept.append((ref, decided.why))
+        elif decided.action == RELEASE:
+            self.released.append((ref, decided.why))
 
     def inventory(self, plan: Plan) -> list[Ref]:
         return sorted(
@@ -207,8 +226,12 @@ def resource_of(kube: Kube, api_version: str, kind: str) -> Resource | None:
     return None
 
 
-def applied_refs(kube: Kube, objects: list[dict[str, t.Any]]) -> list[Ref]:
-    """The namespaced objects among ``objects``."""
+def applied_refs(
+    objects: list[dict[str, t.Any]],
+    served: t.Callable[[str, str], Resource | None],
+) -> list[Ref]:
+    """The namespaced objects among ``objects`` (``served``: the API resource of an
+    API version and kind, None when the API server does not serve it)."""
     refs = set()
     for obj in objects:
         api_version = str(obj.get("apiVersion") or "")
@@ -216,7 +239,7 @@ def applied_refs(kube: Kube, objects: list[dict[str, t.Any]]) -> list[Ref]:
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not (api_version and kind and name):
             continue
-        resource = resource_of(kube, api_version, kind)
+        resource = served(api_version, kind)
         if resource is not None and resource.namespaced:
             refs.add(Ref(api_version, kind, name))
     return sorted(refs, key=lambda r: r.text)
@@ -256,23 +279,26 @@ def read_inventory(text: str) -> tuple[list[Ref], str]:
 
 
 def plan(kube: Kube, root: str, config: dict[str, t.Any], state: State) -> Plan:
-    from ..config.secrets import parse_specs
     from ..config.state import fetch
 
     current = fetch(kube, state.namespace, state.name, state.environment)
-    protected = {state.name, str(config.get("EKS_TLS_SECRET") or "")}
-    protected.update(
-        spec.name
-        for spec in parse_specs(config.get("EKS_SECRETS") or [], "EKS_SECRETS")
-    )
     return Plan(
         namespace=state.namespace,
         instance_id=str(config["ID"]),
-        applied=applied_refs(kube, rendered(root)),
+        applied=applied_refs(rendered(root), lambda v, k: resource_of(kube, v, k)),
         previous=recorded(current),
-        protected_secrets=protected,
+        protected_secrets=protected_secrets(config, state.name),
         prune_volumes=bool(config.get("EKS_PRUNE_VOLUMES")),
     )
+
+
+def protected_secrets(config: dict[str, t.Any], state_name: str) -> set[str]:
+    """The Secrets the operator manages: the state, the TLS Secret, EKS_SECRETS."""
+    from ..config.secrets import parse_specs
+
+    protected = {state_name, str(config.get("EKS_TLS_SECRET") or "")}
+    specs = parse_specs(config.get("EKS_SECRETS") or [], "EKS_SECRETS")
+    return protected | {spec.name for spec in specs}
 
 
 def encode(refs: list[Ref]) -> str:
@@ -299,48 +325,82 @@ def remember(kube: Kube, state: State, plan: Plan) -> None:
 
 def prune(kube: Kube, plan: Plan, dry_run: bool = False) -> Outcome:
     """Delete (or with ``dry_run`` only decide about) every candidate."""
-    from .. import kube as kube_module
-
     outcome = Outcome()
-    label = tutor_compat.instance_label_value(plan.instance_id)
     for ref in plan.removed:
         resource = resource_of(kube, ref.api_version, ref.kind)
-        if resource is None or not resource.namespaced:
-            outcome.released.append(
-                (ref, f"the API server does not serve {ref.api_version} {ref.kind}")
-            )
-            continue
-        if ref.kind == PVC_KIND and not plan.prune_volumes:
-            outcome.kept.append((ref, "EKS_PRUNE_VOLUMES is false: its data stays"))
-            continue
-        try:
-            live = kube.get(resource, ref.name, plan.namespace)
-        except kube_module.KubeError as e:
-            outcome.kept.append((ref, str(e)))
-            continue
-        if live is None:
-            continue  # already gone
-        why = _foreign(live, ref, label, plan)
-        if why:
-            outcome.released.append((ref, why))
-            continue
-        if dry_run:
-            outcome.pruned.append(ref)
-            continue
-        try:
-            kube.delete(
-                resource,
-                plan.namespace,
-                ref.name,
-                uid=str((live.get("metadata") or {}).get("uid") or "") or None,
-            )
-        except kube_module.KubeError as e:
-            if e.status == 409:
-                outcome.released.append((ref, "it was replaced while this deploy ran"))
-            else:
-                outcome.kept.append((ref, str(e)))
-            continue
-        outcome.pruned.append(ref)
+        decided = before_reading(ref, resource, plan)
+        if decided is None and resource is not None:
+            decided = _read_and_judge(kube, resource, ref, plan, dry_run)
+        if decided is not None:
+            outcome.add(ref, decided)
+    return outcome
+
+
+def _read_and_judge(
+    kube: Kube, resource: Resource, ref: Ref, plan: Plan, dry_run: bool
+) -> Verdict:
+    from ..kube import KubeError
+
+    try:
+        live = kube.get(resource, ref.name, plan.namespace)
+    except KubeError as e:
+        return Verdict(KEEP, str(e))
+    decided = judge(ref, live, plan)
+    if decided.action != PRUNE or dry_run or live is None:
+        return decided
+    return _delete(kube, resource, ref, plan, live)
+
+
+def _delete(
+    kube: Kube, resource: Resource, ref: Ref, plan: Plan, live: dict[str, t.Any]
+) -> Verdict:
+    """Delete the object read back, if it is still the same (its ``uid``)."""
+    from ..kube import KubeError
+
+    uid = str((live.get("metadata") or {}).get("uid") or "") or None
+    try:
+        kube.delete(resource, plan.namespace, ref.name, uid=uid)
+    except KubeError as e:
+        if e.status == 409:
+            return Verdict(RELEASE, "it was replaced while this deploy ran")
+        return Verdict(KEEP, str(e))
+    return Verdict(PRUNE)
+
+
+# --- the decisions: pure, over what the API server serves and the live objects ----------
+
+
+def before_reading(ref: Ref, resource: Resource | None, plan: Plan) -> Verdict | None:
+    """What to do with a candidate without reading it (None: read it, then
+    :func:`judge`): a kind no longer served, a volume kept."""
+    if resource is None or not resource.namespaced:
+        why = f"the API server does not serve {ref.api_version} {ref.kind}"
+        return Verdict(RELEASE, why)
+    if ref.kind == PVC_KIND and not plan.prune_volumes:
+        return Verdict(KEEP, "EKS_PRUNE_VOLUMES is false: its data stays")
+    return None
+
+
+def judge(ref: Ref, live: dict[str, t.Any] | None, plan: Plan) -> Verdict:
+    """What to do with a candidate, read back (None: already gone)."""
+    if live is None:
+        return Verdict(GONE)
+    label = tutor_compat.instance_label_value(plan.instance_id)
+    why = _foreign(live, ref, label, plan)
+    return Verdict(RELEASE, why) if why else Verdict(PRUNE)
+
+
+def decide(
+    plan: Plan,
+    served: t.Callable[[str, str], Resource | None],
+    live: t.Mapping[Ref, dict[str, t.Any]],
+) -> Outcome:
+    """What pruning would do (a dry run), from what the API server serves and the
+    live objects, by reference (a candidate missing from ``live`` is gone)."""
+    outcome = Outcome()
+    for ref in plan.removed:
+        decided = before_reading(ref, served(ref.api_version, ref.kind), plan)
+        outcome.add(ref, decided or judge(ref, live.get(ref), plan))
     return outcome
 
 

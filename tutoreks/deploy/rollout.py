@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from tutor import fmt
 
 from .. import tutor_compat
+from ..config.masking import Scrubber
 from ..exceptions import EksError
 from . import pods
 
@@ -150,97 +151,184 @@ class Explanation:
         }
 
 
-def explain(
-    kube: Kube, deployment: dict[str, t.Any], scrub: pods.Scrubber
-) -> Explanation:
-    """Look at the newest ReplicaSet of ``deployment`` and its pods."""
-    from ..kube import KubeError
+def explain(kube: Kube, deployment: dict[str, t.Any], scrub: Scrubber) -> Explanation:
+    """Read the newest ReplicaSet of ``deployment`` and its pods, and say why it
+    has not rolled out (:func:`explanation`)."""
+    from ..kube import PODS, REPLICASETS, KubeError
 
-    state = progress(deployment)
-    spec = deployment.get("spec") or {}
-    reasons: list[str] = []
-    if state.deadline_exceeded:
-        seconds = spec.get("progressDeadlineSeconds", 600)
-        reasons.append(f"ProgressDeadlineExceeded (no progress for {seconds} s)")
-    if not state.observed:
-        reasons.append("the Deployment controller has not seen the change yet")
-    diagnoses: list[pods.Diagnosis] = []
-    new_ready = 0
+    namespace = str((deployment.get("metadata") or {}).get("namespace") or "")
+    selector = pod_selector(deployment)
     try:
-        new_ready = _inspect_pods(kube, deployment, state, scrub, reasons, diagnoses)
+        replica_sets = kube.list(REPLICASETS, namespace, selector)
+        newest = newest_replica_set(deployment, replica_sets)
+        found = (
+            []
+            if newest is None
+            else kube.list(PODS, namespace, pod_selector(deployment, newest))
+        )
     except KubeError as e:
         # An identity without `list` on ReplicaSets or Pods (a Role applied before
         # this plugin version): the reason is unknown, not the rollout's outcome.
-        reasons.append(f"its pods could not be read ({e})")
-    return Explanation(
-        state, reasons, diagnoses[0] if diagnoses else None, len(diagnoses), new_ready
-    )
+        return explanation(deployment, [], [], scrub, unreadable=str(e))
+    first = explanation(deployment, replica_sets, found, scrub)
+    if first.pod is None or first.pod.reason != pods.UNREADY:
+        return first
+    events = {first.pod.pod: pods.unready_events(kube, namespace, first.pod.pod)}
+    return explanation(deployment, replica_sets, found, scrub, events)
 
 
-def _inspect_pods(
-    kube: Kube,
+# --- the decisions: pure, over the objects as read -------------------------------------
+
+
+def explanation(
     deployment: dict[str, t.Any],
-    state: Progress,
-    scrub: pods.Scrubber,
-    reasons: list[str],
-    diagnoses: list[pods.Diagnosis],
-) -> int:
-    """Add why the newest ReplicaSet's pods are not right; its ready pods."""
-    from ..kube import PODS, REPLICASETS
+    replica_sets: list[dict[str, t.Any]],
+    found: list[dict[str, t.Any]],
+    scrub: Scrubber,
+    events: t.Mapping[str, list[dict[str, t.Any]]] | None = None,
+    unreadable: str = "",
+) -> Explanation:
+    """Why ``deployment`` has not rolled out, from its ReplicaSets and the pods of
+    the newest one (``events``: the probe events of a pod, by name; ``unreadable``:
+    why the ReplicaSets or pods could not be read)."""
+    state = progress(deployment)
+    reasons = deployment_reasons(deployment, state)
+    if unreadable:
+        reasons.append(f"its pods could not be read ({unreadable})")
+        return Explanation(state, reasons, None, 0)
+    newest = newest_replica_set(deployment, replica_sets)
+    if newest is None:
+        return Explanation(state, reasons or ["no ReplicaSet yet"], None, 0)
+    reasons += replica_failure(newest, scrub)
+    diagnoses = [
+        d
+        for d in (
+            pods.diagnose(pod, scrub, (events or {}).get(_name(pod), ()))
+            for pod in new_pods(newest, found)
+        )
+        if d is not None
+    ]
+    if not diagnoses:
+        reasons += replica_counts(state)
+    new_ready = int((newest.get("status") or {}).get("readyReplicas") or 0)
+    first = diagnoses[0] if diagnoses else None
+    return Explanation(state, reasons, first, len(diagnoses), new_ready)
 
-    metadata = deployment.get("metadata") or {}
-    namespace = str(metadata.get("namespace") or "")
+
+def deployment_reasons(deployment: dict[str, t.Any], state: Progress) -> list[str]:
+    """What the Deployment's own status says: Kubernetes gave up, or has not
+    seen the change yet."""
+    reasons = []
+    if state.deadline_exceeded:
+        seconds = (deployment.get("spec") or {}).get("progressDeadlineSeconds", 600)
+        reasons.append(f"ProgressDeadlineExceeded (no progress for {seconds} s)")
+    if not state.observed:
+        reasons.append("the Deployment controller has not seen the change yet")
+    return reasons
+
+
+def replica_failure(replica_set: dict[str, t.Any], scrub: Scrubber) -> list[str]:
+    """Why the ReplicaSet cannot create pods (a quota, an admission webhook)."""
+    failure = pods.condition_of(replica_set, "ReplicaFailure")
+    if failure.get("status") != "True":
+        return []
+    message = scrub(str(failure.get("message") or ""))
+    return [f"{failure.get('reason') or 'ReplicaFailure'}: {message}"]
+
+
+def replica_counts(state: Progress) -> list[str]:
+    """With no pod to blame: old pods still running, new ones not created yet."""
+    if state.replicas > state.updated:
+        return [f"{state.replicas - state.updated} old pods still running"]
+    if state.updated < state.desired:
+        return [f"{state.updated} of {state.desired} new pods created"]
+    return []
+
+
+def pod_selector(
+    deployment: dict[str, t.Any], replica_set: dict[str, t.Any] | None = None
+) -> str:
+    """The label selector of the Deployment's pods (of one ReplicaSet's pods)."""
     spec = deployment.get("spec") or {}
     labels = (spec.get("selector") or {}).get("matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    owned = [
-        rs
-        for rs in kube.list(REPLICASETS, namespace, selector)
-        if _owned_by(rs, str(metadata.get("uid") or ""))
-    ]
-    revision = (metadata.get("annotations") or {}).get(REVISION)
-    newest = [
-        rs
-        for rs in owned
-        if (rs.get("metadata", {}).get("annotations") or {}).get(REVISION) == revision
-    ] or sorted(owned, key=lambda rs: str(rs["metadata"].get("creationTimestamp")))[-1:]
-    if not newest:
-        if not reasons:
-            reasons.append("no ReplicaSet yet")
-        return 0
-    replica_set = newest[0]
-    new_ready = int((replica_set.get("status") or {}).get("readyReplicas") or 0)
-    failure = pods.condition_of(replica_set, "ReplicaFailure")
-    if failure.get("status") == "True":
-        reasons.append(
-            f"{failure.get('reason') or 'ReplicaFailure'}: "
-            f"{scrub(str(failure.get('message') or ''))}"
-        )
-    hash_label = (replica_set["metadata"].get("labels") or {}).get("pod-template-hash")
-    pod_selector = selector + (f",pod-template-hash={hash_label}" if hash_label else "")
-    for pod in sorted(
-        kube.list(PODS, namespace, pod_selector),
-        key=lambda p: str(p["metadata"].get("name")),
-    ):
-        if not _owned_by(pod, str(replica_set["metadata"].get("uid") or "")):
-            continue
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
-            continue
-        found = pods.diagnose(pod, scrub, kube if not diagnoses else None)
-        if found is not None:
-            diagnoses.append(found)
-    if not diagnoses and state.replicas > state.updated:
-        reasons.append(f"{state.replicas - state.updated} old pods still running")
-    elif not diagnoses and state.updated < state.desired:
-        reasons.append(f"{state.updated} of {state.desired} new pods created")
-    return new_ready
+    if replica_set is None:
+        return selector
+    template_hash = _labels(replica_set).get("pod-template-hash")
+    return selector + (f",pod-template-hash={template_hash}" if template_hash else "")
+
+
+def newest_replica_set(
+    deployment: dict[str, t.Any], replica_sets: list[dict[str, t.Any]]
+) -> dict[str, t.Any] | None:
+    """The Deployment's ReplicaSet of its current revision (the newest created,
+    when none carries the revision)."""
+    owned = [rs for rs in replica_sets if _owned_by(rs, _uid(deployment))]
+    revision = _annotations(deployment).get(REVISION)
+    current = [rs for rs in owned if _annotations(rs).get(REVISION) == revision]
+    by_age = sorted(owned, key=lambda rs: str(_metadata(rs).get("creationTimestamp")))
+    newest = current or by_age[-1:]
+    return newest[0] if newest else None
+
+
+def new_pods(
+    replica_set: dict[str, t.Any], found: list[dict[str, t.Any]]
+) -> list[dict[str, t.Any]]:
+    """The ReplicaSet's pods that are not being deleted, by name."""
+    return sorted(
+        (
+            pod
+            for pod in found
+            if _owned_by(pod, _uid(replica_set))
+            and not _metadata(pod).get("deletionTimestamp")
+        ),
+        key=_name,
+    )
+
+
+def _metadata(obj: dict[str, t.Any]) -> dict[str, t.Any]:
+    return obj.get("metadata") or {}
+
+
+def _name(obj: dict[str, t.Any]) -> str:
+    return str(_metadata(obj).get("name") or "")
+
+
+def _uid(obj: dict[str, t.Any]) -> str:
+    return str(_metadata(obj).get("uid") or "")
+
+
+def _labels(obj: dict[str, t.Any]) -> dict[str, t.Any]:
+    return _metadata(obj).get("labels") or {}
+
+
+def _annotations(obj: dict[str, t.Any]) -> dict[str, t.Any]:
+    return _metadata(obj).get("annotations") or {}
 
 
 def _owned_by(obj: dict[str, t.Any], uid: str) -> bool:
     return any(
-        ref.get("uid") == uid
-        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+        ref.get("uid") == uid for ref in _metadata(obj).get("ownerReferences") or []
     )
+
+
+def failure_message(explanations: list[Explanation], total: int, timeout: int) -> str:
+    """The error of a rollout that failed: why, then one line per Deployment not
+    rolled out."""
+    given_up = [e.progress.name for e in explanations if e.progress.deadline_exceeded]
+    pending = len(explanations)
+    if given_up:
+        header = (
+            f"The rollout failed: Kubernetes gave up on {', '.join(given_up)} "
+            f"(ProgressDeadlineExceeded). {pending} of {total} Deployments "
+            "are not rolled out:"
+        )
+    else:
+        header = (
+            f"The rollout did not complete within {timeout} s (EKS_ROLLOUT_TIMEOUT): "
+            f"{pending} of {total} Deployments are not rolled out:"
+        )
+    return "\n".join([header, *("  " + e.line() for e in explanations)])
 
 
 # --- the wait -------------------------------------------------------------------------
@@ -251,57 +339,49 @@ def wait(
     namespace: str,
     instance_id: str,
     timeout: int,
-    scrub: pods.Scrubber,
+    scrub: Scrubber,
 ) -> list[str]:
     """Wait until every Deployment of the instance has rolled out (the names, in
     order), or raise :class:`EksError` naming each one that has not."""
     started = time.monotonic()
-    deadline = started + timeout
     reported: set[str] = set()
-    announced = False
+    found = deployments(kube, namespace, instance_id)
+    _announce(namespace, [progress(d) for d in found], timeout)
     while True:
-        found = deployments(kube, namespace, instance_id)
-        if not found:
-            fmt.echo_info(
-                f"No Deployment of this instance in namespace {namespace}: "
-                "nothing to wait for."
-            )
-            return []
         states = [progress(d) for d in found]
-        if not announced:
-            fmt.echo_info(
-                f"Waiting up to {timeout} s (EKS_ROLLOUT_TIMEOUT) for {len(states)} "
-                f"Deployments to roll out: {', '.join(s.name for s in states)}"
-            )
-            announced = True
-        elapsed = time.monotonic() - started
-        for state in states:
-            if state.done and state.name not in reported:
-                reported.add(state.name)
-                fmt.echo_info(
-                    f"Deployment {state.name} rolled out ({state.ratio}, {elapsed:.0f} s)"
-                )
-        pending = [d for d, s in zip(found, states, strict=True) if not s.done]
+        _report_done(states, reported, time.monotonic() - started)
+        pending = [(d, s) for d, s in zip(found, states, strict=True) if not s.done]
         if not pending:
-            fmt.echo_info(
-                f"All {len(states)} Deployments rolled out in {elapsed:.0f} s."
-            )
             return [s.name for s in states]
-        given_up = [s.name for s in states if s.deadline_exceeded]
-        now = time.monotonic()
-        if given_up or now >= deadline:
+        remaining = started + timeout - time.monotonic()
+        if any(s.deadline_exceeded for _d, s in pending) or remaining <= 0:
             break
-        time.sleep(min(POLL, max(0.0, deadline - now)))
-    lines = [explain(kube, d, scrub).line() for d in pending]
-    if given_up:
-        header = (
-            f"The rollout failed: Kubernetes gave up on {', '.join(given_up)} "
-            f"(ProgressDeadlineExceeded). {len(pending)} of {len(found)} Deployments "
-            "are not rolled out:"
+        time.sleep(min(POLL, remaining))
+        found = deployments(kube, namespace, instance_id)
+    explanations = [explain(kube, d, scrub) for d, _s in pending]
+    raise EksError(failure_message(explanations, len(found), timeout))
+
+
+def _announce(namespace: str, states: list[Progress], timeout: int) -> None:
+    if not states:
+        fmt.echo_info(
+            f"No Deployment of this instance in namespace {namespace}: "
+            "nothing to wait for."
         )
-    else:
-        header = (
-            f"The rollout did not complete within {timeout} s (EKS_ROLLOUT_TIMEOUT): "
-            f"{len(pending)} of {len(found)} Deployments are not rolled out:"
-        )
-    raise EksError("\n".join([header, *("  " + line for line in lines)]))
+        return
+    fmt.echo_info(
+        f"Waiting up to {timeout} s (EKS_ROLLOUT_TIMEOUT) for {len(states)} "
+        f"Deployments to roll out: {', '.join(s.name for s in states)}"
+    )
+
+
+def _report_done(states: list[Progress], reported: set[str], elapsed: float) -> None:
+    """One line per Deployment as it becomes ready; one when all are."""
+    for state in states:
+        if state.done and state.name not in reported:
+            reported.add(state.name)
+            fmt.echo_info(
+                f"Deployment {state.name} rolled out ({state.ratio}, {elapsed:.0f} s)"
+            )
+    if states and all(s.done for s in states):
+        fmt.echo_info(f"All {len(states)} Deployments rolled out in {elapsed:.0f} s.")

@@ -24,6 +24,7 @@ import re
 import typing as t
 
 from .. import tutor_compat
+from ..config.masking import REASON_LIMIT, Scrubber, one_line, shown
 from . import edge, pods, rollout
 from .report import Item, Report
 
@@ -34,14 +35,14 @@ if t.TYPE_CHECKING:
 JOB_NAME = re.compile(r"^(?P<task>.+-job)-(?P<stamp>\d{14})$")
 
 
-def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
+def cleaned(item: Item, scrub: Scrubber) -> Item:
     """An item whose every string (they come from cluster objects) is stripped of
     control characters and shortened; its free text (status, detail) is also
     scrubbed of values. Names, hosts and addresses are shown as they are."""
 
     def clean(value: t.Any) -> t.Any:
         if isinstance(value, str):  # names, hosts, addresses
-            return pods.shown(value)
+            return shown(value)
         if isinstance(value, list):
             return [clean(v) for v in value]
         if isinstance(value, dict):
@@ -49,8 +50,8 @@ def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
         return value
 
     return Item(
-        pods.shown(item.kind, pods.REASON_LIMIT),
-        pods.shown(item.name),
+        shown(item.kind, REASON_LIMIT),
+        shown(item.name),
         item.ok,
         scrub(item.status),
         scrub(item.detail),
@@ -59,123 +60,143 @@ def cleaned(item: Item, scrub: pods.Scrubber) -> Item:
 
 
 def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Report:
-    from ..config import state as state_module
-    from ..kube import KubeError
-
     namespace = resolution.namespace or str(config["K8S_NAMESPACE"])
-    scrub = pods.Scrubber(resolution.sensitive_values())
-    items: list[Item] = []
-    last: dict[str, str] | None = None
-    state = resolution.state
-    if state is not None:
-        current = state_module.fetch(
-            kube, state.namespace, state.name, state.environment
-        )
-        annotations = current.annotations
-        if annotations.get(state_module.DEPLOYED_AT_ANNOTATION):
-            last = {
-                "tutor_version": annotations.get(
-                    state_module.TUTOR_VERSION_ANNOTATION, ""
-                ),
-                "plugin_version": annotations.get(
-                    state_module.PLUGIN_VERSION_ANNOTATION, ""
-                ),
-                "deployed_at": annotations[state_module.DEPLOYED_AT_ANNOTATION],
-            }
-            items.append(
-                Item(
-                    "Deploy",
-                    "last",
-                    True,
-                    last["deployed_at"],
-                    f"Tutor {last['tutor_version']}, tutor-contrib-eks "
-                    f"{last['plugin_version']}",
-                    dict(last),
-                )
-            )
-        else:
-            items.append(
-                Item(
-                    "Deploy",
-                    "last",
-                    False,
-                    "none",
-                    f"no successful deploy recorded in {current.display}",
-                )
-            )
+    scrub = Scrubber(resolution.sensitive_values())
+    last, items = _last_deploy(kube, resolution)
     instance_id = str(config["ID"])
     sections: list[tuple[str, t.Callable[[], list[Item]]]] = [
         ("Deployment", lambda: deployment_items(kube, namespace, instance_id, scrub)),
         ("Job", lambda: job_items(kube, namespace, instance_id, scrub)),
-    ]
-    sections += [
         (
             "HorizontalPodAutoscaler",
             lambda: autoscaler_items(kube, namespace, instance_id),
         ),
         ("PodDisruptionBudget", lambda: budget_items(kube, namespace, instance_id)),
+        *edge.status_sections(kube, config, namespace, scrub),
     ]
-    sections += edge.status_sections(kube, config, namespace, scrub)
-    for kind, section in sections:
-        try:
-            items += section()
-        except KubeError as e:
-            # e.g. no `list` on Ingresses: a Role applied before this plugin version.
-            items.append(Item(kind, "-", False, "cannot read", str(e)))
+    items += [item for kind, section in sections for item in _read(kind, section)]
     clean = [cleaned(item, scrub) for item in items]
     return Report(resolution.environment.name, namespace, last, clean)
 
 
+def _read(kind: str, section: t.Callable[[], list[Item]]) -> list[Item]:
+    """A section's items, or one that says it could not be read."""
+    from ..kube import KubeError
+
+    try:
+        return section()
+    except KubeError as e:
+        # e.g. no `list` on Ingresses: a Role applied before this plugin version.
+        return [Item(kind, "-", False, "cannot read", str(e))]
+
+
+def _last_deploy(
+    kube: Kube, resolution: Resolution
+) -> tuple[dict[str, str] | None, list[Item]]:
+    from ..config import state as state_module
+
+    state = resolution.state
+    if state is None:
+        return None, []
+    current = state_module.fetch(kube, state.namespace, state.name, state.environment)
+    last = last_deploy(current.annotations)
+    return last, [last_deploy_item(last, current.display)]
+
+
+def last_deploy(annotations: t.Mapping[str, str]) -> dict[str, str] | None:
+    """The last successful deploy, as the state Secret's annotations record it."""
+    from ..config import state as state_module
+
+    deployed_at = annotations.get(state_module.DEPLOYED_AT_ANNOTATION)
+    if not deployed_at:
+        return None
+    return {
+        "tutor_version": annotations.get(state_module.TUTOR_VERSION_ANNOTATION, ""),
+        "plugin_version": annotations.get(state_module.PLUGIN_VERSION_ANNOTATION, ""),
+        "deployed_at": deployed_at,
+    }
+
+
+def last_deploy_item(last: dict[str, str] | None, display: str) -> Item:
+    if last is None:
+        return Item(
+            "Deploy",
+            "last",
+            False,
+            "none",
+            f"no successful deploy recorded in {display}",
+        )
+    versions = (
+        f"Tutor {last['tutor_version']}, tutor-contrib-eks {last['plugin_version']}"
+    )
+    return Item("Deploy", "last", True, last["deployed_at"], versions, dict(last))
+
+
 def deployment_items(
-    kube: Kube, namespace: str, instance_id: str, scrub: pods.Scrubber
+    kube: Kube, namespace: str, instance_id: str, scrub: Scrubber
 ) -> list[Item]:
     found = rollout.deployments(kube, namespace, instance_id)
     if not found:
-        return [
-            Item(
-                "Deployment",
-                "-",
-                False,
-                "none",
-                f"no Deployment of this instance in namespace {namespace}",
-            )
-        ]
-    items = []
-    for deployment in found:
-        state = rollout.progress(deployment)
-        data: dict[str, t.Any] = {
-            "ready": state.ready,
-            "desired": state.desired,
-            "rolled_out": state.done,
-        }
-        if state.done:
-            items.append(Item("Deployment", state.name, True, state.ratio, "", data))
-            continue
-        explanation = rollout.explain(kube, deployment, scrub)
-        data.update(explanation.as_dict())
-        items.append(
-            Item(
-                "Deployment",
-                state.name,
-                False,
-                explanation.status,
-                explanation.detail,
-                data,
-            )
+        return [no_deployment(namespace)]
+    return [
+        deployment_item(
+            d, None if rollout.progress(d).done else rollout.explain(kube, d, scrub)
         )
-    return items
+        for d in found
+    ]
+
+
+def no_deployment(namespace: str) -> Item:
+    return Item(
+        "Deployment",
+        "-",
+        False,
+        "none",
+        f"no Deployment of this instance in namespace {namespace}",
+    )
+
+
+def deployment_item(
+    deployment: dict[str, t.Any], explanation: rollout.Explanation | None
+) -> Item:
+    """A Deployment: ready/desired, and why it has not rolled out (``explanation``,
+    needed only then)."""
+    state = rollout.progress(deployment)
+    data: dict[str, t.Any] = {
+        "ready": state.ready,
+        "desired": state.desired,
+        "rolled_out": state.done,
+    }
+    if state.done or explanation is None:
+        return Item("Deployment", state.name, state.done, state.ratio, "", data)
+    data.update(explanation.as_dict())
+    return Item(
+        "Deployment", state.name, False, explanation.status, explanation.detail, data
+    )
 
 
 def job_items(
-    kube: Kube, namespace: str, instance_id: str, scrub: pods.Scrubber
+    kube: Kube, namespace: str, instance_id: str, scrub: Scrubber
 ) -> list[Item]:
+    """The last Job of each init task, and its pods when it has not completed."""
     from ..kube import JOBS, PODS
 
     selector = (
         tutor_compat.instance_selector(instance_id) + ",app.kubernetes.io/component=job"
     )
+    items = []
+    for task, job in sorted(latest_jobs(kube.list(JOBS, namespace, selector)).items()):
+        name = job["metadata"]["name"]
+        complete = pods.condition(job, "Complete") == "True"
+        found = [] if complete else kube.list(PODS, namespace, f"job-name={name}")
+        items.append(job_item(task, job, found, scrub))
+    return items
+
+
+def latest_jobs(jobs: list[dict[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
+    """The last Job of each task (``<service>-job-<timestamp>``), by task."""
     latest: dict[str, dict[str, t.Any]] = {}
-    for job in kube.list(JOBS, namespace, selector):
+    for job in jobs:
         name = str((job.get("metadata") or {}).get("name") or "")
         match = JOB_NAME.match(name)
         if match is None:
@@ -183,51 +204,27 @@ def job_items(
         task = match.group("task")
         if task not in latest or name > latest[task]["metadata"]["name"]:
             latest[task] = job
-    items = []
-    for task in sorted(latest):
-        job = latest[task]
-        name = job["metadata"]["name"]
-        status = job.get("status") or {}
-        data = {"task": task}
-        if pods.condition(job, "Complete") == "True":
-            items.append(
-                Item(
-                    "Job",
-                    name,
-                    True,
-                    "Complete",
-                    f"finished {status.get('completionTime', '?')}",
-                    data,
-                )
-            )
-            continue
-        failed = pods.condition_of(job, "Failed")
-        diagnoses = [
-            d
-            for d in (
-                pods.diagnose(p, scrub)
-                for p in kube.list(PODS, namespace, f"job-name={name}")
-            )
-            if d is not None
-        ]
-        detail = "; ".join(d.line() for d in diagnoses[:1])
-        if failed.get("status") == "True":
-            reason = str(failed.get("reason") or "Failed")
-            items.append(
-                Item(
-                    "Job",
-                    name,
-                    False,
-                    "Failed",
-                    f"{reason}" + (f"; {detail}" if detail else ""),
-                    {**data, "reason": reason},
-                )
-            )
-        else:
-            items.append(
-                Item("Job", name, False, "Running", detail or "still running", data)
-            )
-    return items
+    return latest
+
+
+def job_item(
+    task: str, job: dict[str, t.Any], found: list[dict[str, t.Any]], scrub: Scrubber
+) -> Item:
+    """One task's last Job: Complete, Failed (why) or Running (what its pod waits
+    for), from the Job and its pods (``found``)."""
+    name = str(job["metadata"]["name"])
+    data = {"task": task}
+    if pods.condition(job, "Complete") == "True":
+        finished = (job.get("status") or {}).get("completionTime", "?")
+        return Item("Job", name, True, "Complete", f"finished {finished}", data)
+    diagnoses = [d for d in (pods.diagnose(p, scrub) for p in found) if d is not None]
+    detail = "; ".join(d.line() for d in diagnoses[:1])
+    failed = pods.condition_of(job, "Failed")
+    if failed.get("status") != "True":
+        return Item("Job", name, False, "Running", detail or "still running", data)
+    reason = str(failed.get("reason") or "Failed")
+    why = reason + (f"; {detail}" if detail else "")
+    return Item("Job", name, False, "Failed", why, {**data, "reason": reason})
 
 
 def autoscaler_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
@@ -323,8 +320,9 @@ def markdown_cell(text: str) -> str:
     """Text as one cell of a Markdown table that shows it and nothing else: no
     line break, HTML escaped, Markdown's punctuation escaped (no link, image or
     emphasis), pipes escaped."""
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = (
+        one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    )
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
