@@ -69,7 +69,7 @@ CASES = [
     Case(
         "settings-huge-number",
         {"environments/dev/settings_merge.json": '{"A": 1e400}'},
-        r"settings_merge\.json: invalid JSON: the number 1e400 is too large",
+        r"settings_merge\.json: invalid JSON: a number is too large for a float",
     ),
     Case(
         "settings-too-deep",
@@ -91,7 +91,7 @@ CASES = [
         {
             "environments/dev/config.yml": "LMS_HOSTNAME=lms.example.com\nCMS_HOSTNAME=studio.example.com\n"
         },
-        r"environments/dev/config\.yml: is written as shell KEY=value lines.*`LMS_HOST: \"lms\.example\.com\"` in YAML",
+        r"environments/dev/config\.yml: is written as shell KEY=value lines.*Line 1, LMS_HOSTNAME=\.\.\., is `LMS_HOST: <its value>` in YAML",
     ),
     Case(
         "unknown-environment",
@@ -179,12 +179,12 @@ CASES = [
         {
             "environments/dev/config.yml": "LMS_HOST: a.example.com\nEKS_EDGE: cloudfront\n"
         },
-        r"environments/dev/config\.yml: EKS_EDGE is 'cloudfront'; it must be one of ingress, gateway, alb, caddy",
+        r"environments/dev/config\.yml: EKS_EDGE is not one of ingress, gateway, alb, caddy\.",
     ),
     Case(
         "unknown-edge-variable",
         {},
-        r"TUTOR_EKS_EDGE: EKS_EDGE is 'nginx'",
+        r"TUTOR_EKS_EDGE: EKS_EDGE is not one of ingress",
         env={"TUTOR_EKS_EDGE": "nginx"},
     ),
     Case(
@@ -264,7 +264,7 @@ CASES = [
     Case(
         "set-unknown-edge",
         {},
-        r"the tutor root's config\.yml: EKS_EDGE is 'lb'",
+        r"the tutor root's config\.yml: EKS_EDGE is not one of ingress",
         args=("--set", "EKS_EDGE=lb"),
     ),
     Case(
@@ -522,3 +522,47 @@ def test_failed_first_save_leaves_no_root_behind(project: Project) -> None:
     assert result.returncode != 0
     assert project.fingerprint() == before
     assert not (project.root / "env").exists()
+
+
+# --- a bad value is named by its file and key, never shown ----------------------------
+
+A_PASSWORD = "Tr0ub4dor-and-3"
+
+
+def test_a_shell_format_config_names_the_key_not_the_value() -> None:
+    from tutoreks.environment import shell_format_hint
+
+    hint = shell_format_hint(
+        f"# exported\nMYSQL_ROOT_PASSWORD='{A_PASSWORD}'\n",
+        "environments/dev/config.yml",
+    )
+    assert (
+        "Line 2, MYSQL_ROOT_PASSWORD=..., is `MYSQL_ROOT_PASSWORD: <its value>`" in hint
+    )
+    fail_if_secret_in(A_PASSWORD, hint, "the hint")
+    fail_if_secret_in(A_PASSWORD[:6], hint, "the hint")
+
+
+def test_a_huge_number_is_refused_without_repeating_it() -> None:
+    from tutoreks.environment import parse_json
+    from tutoreks.exceptions import EksError
+
+    with pytest.raises(EksError) as raised:
+        parse_json('{"A": 98765e400}', "settings_merge.json")
+    assert str(raised.value) == (
+        "settings_merge.json: invalid JSON: a number is too large for a float"
+    )
+
+
+def test_a_wrong_choice_names_the_key_not_the_value(project: Project) -> None:
+    project.write(
+        "environments/dev/config.yml",
+        f"LMS_HOST: a.example.com\nEKS_EDGE: {A_PASSWORD}\n",
+    )
+    result = project.tutor(
+        "config", "save", env={"TUTOR_EKS_ENVIRONMENT": "dev"}, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config.yml: EKS_EDGE is not one of ingress, gateway, alb, caddy." in output
+    fail_if_secret_in(A_PASSWORD, output, "the error output")

@@ -49,13 +49,13 @@ def copy_fixture(project: Project, fixture: str, name: str = "dev") -> Path:
         (
             "cookiecutter-env",
             1,
-            '`LMS_HOST: "learn.northwind.example"`',
+            "`LMS_HOST: <its value>`",
             "LMS_HOSTNAME is LMS_HOST in Tutor",
         ),
         (
             "cookiecutter-env-legacy",
             17,
-            '`LMS_HOST: "courses.tailspin.example"`',
+            "`LMS_HOST: <its value>`",
             "LMS_HOSTNAME is LMS_HOST in Tutor",
         ),
     ],

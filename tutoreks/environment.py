@@ -365,14 +365,14 @@ def shell_format_hint(text: str, display: str) -> str:
     first = _SHELL_LINE.match(lines[0])
     if first is None or ":" in lines[0].split("=", 1)[0]:
         return ""
-    key, value = first.group(1), first.group(2).strip().strip("\"'")
+    key = first.group(1)
     yaml_key = LEGACY_KEYS.get(key, key)
     renamed = f" ({key} is {yaml_key} in Tutor)" if yaml_key != key else ""
     return (
         f"{display}: is written as shell KEY=value lines (the format of older "
         "cookiecutter-openedx-devops environments); a config.yml is YAML. "
         f"Line {text.splitlines().index(lines[0]) + 1}, {key}=..., is "
-        f"`{yaml_key}: {json.dumps(value) if value else '...'}` in YAML{renamed}."
+        f"`{yaml_key}: <its value>` in YAML{renamed}."
     )
 
 
@@ -423,7 +423,7 @@ def _unique_object(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
 def _huge_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise ValueError(f"the number {text[:20]} is too large")
+        raise ValueError("a number is too large for a float")
     return value
 
 

@@ -18,3 +18,10 @@ class EksError(TutorError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def kind_of(value: object) -> str:
+    """What a wrong setting is, for an error that names it without showing it
+    (a value may be a password): "a str", "an int", "a list"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"

@@ -26,7 +26,7 @@ from tutor import fmt, serialize
 
 from .. import defaults, environment, tutor_compat
 from ..environment import CaBundle, Environment
-from ..exceptions import EksError
+from ..exceptions import EksError, kind_of
 from . import context, masking, secrets, state, values
 from .secrets import SecretSpec, SecretValues
 from .state import State
@@ -217,8 +217,8 @@ class Layers:
         value, source = self.effective(key)
         if value not in allowed:
             raise EksError(
-                f"{source}: {key} is {_shape(value)}; it must be one of "
-                f"{', '.join(allowed)}."
+                f"{source}: {key} is not one of {', '.join(allowed)}"
+                + ("." if isinstance(value, str) else f": it is {kind_of(value)}.")
             )
         return str(value)
 
@@ -350,13 +350,6 @@ class Layers:
                 "cluster is read."
             )
         return namespace
-
-
-def _shape(value: t.Any) -> str:
-    """How a wrong setting looks, without repeating a long value."""
-    if isinstance(value, str) and len(value) <= 40:
-        return repr(value)
-    return f"a {type(value).__name__}"
 
 
 def read_secrets(

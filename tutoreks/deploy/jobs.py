@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from tutor import fmt
 
 from ..config.masking import Scrubber, shown
-from ..exceptions import EksError
+from ..exceptions import EksError, kind_of
 from . import pods
 
 if t.TYPE_CHECKING:
@@ -56,10 +56,9 @@ def seconds(config: dict[str, t.Any], key: str) -> int:
         or not isinstance(value, int)
         or not 0 <= value <= MAX_SECONDS
     ):
-        shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"
         raise EksError(
-            f"{key} is {shown}: it must be a whole number of seconds from 0 (no "
-            f"wait) to {MAX_SECONDS}."
+            f"{key} is {kind_of(value)}: it must be a whole number of seconds from 0 "
+            f"(no wait) to {MAX_SECONDS}."
         )
     return value
 

@@ -7,8 +7,7 @@ the reason Kubernetes gives (``ErrImagePull``/``ImagePullBackOff``,
 ``Unschedulable`` ...), and the ``kubectl logs`` command that shows its logs.
 
 The decision is :func:`diagnose`, a pure function of the pod as the API server
-returns it (and its probe events); :func:`diagnose_live` reads the events when
-they are needed. Free text that comes from the cluster (a scheduler message, a
+returns it (and its probe events, which :func:`unready_events` reads). Free text that comes from the cluster (a scheduler message, a
 probe's output) goes through ``config.masking.Scrubber``: shortened, and every
 value from a Secret or the state replaced by ``***`` (a probe's output or an event
 could quote anything).
@@ -107,20 +106,6 @@ def unready_events(kube: Kube, namespace: str, pod: str) -> list[dict[str, t.Any
         )
     except KubeError:
         return []  # no `list` on events: the probe's words are missing, not more
-
-
-def diagnose_live(
-    kube: Kube, pod: dict[str, t.Any], scrub: Scrubber
-) -> Diagnosis | None:
-    """:func:`diagnose`, a running container that is not ready explained by its
-    probe's events (read only then)."""
-    found = diagnose(pod, scrub)
-    metadata = pod.get("metadata") or {}
-    namespace = str(metadata.get("namespace") or "")
-    if found is None or found.reason != UNREADY or not namespace:
-        return found
-    events = unready_events(kube, namespace, str(metadata.get("name") or ""))
-    return diagnose(pod, scrub, events)
 
 
 # --- the decision: pure, over the pod (and its probe events) as read -------------------
