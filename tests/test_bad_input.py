@@ -190,7 +190,7 @@ CASES = [
     Case(
         "unknown-issuer-kind",
         {},
-        r"TUTOR_EKS_ISSUER_KIND: EKS_ISSUER_KIND is 'Acme'",
+        r"TUTOR_EKS_ISSUER_KIND: EKS_ISSUER_KIND is not one of ",
         env={"TUTOR_EKS_ISSUER_KIND": "Acme"},
     ),
     Case(
