@@ -13,6 +13,7 @@ live ``ID`` and every generated value it can read back from the live objects
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import typing as t
@@ -21,7 +22,10 @@ from dataclasses import dataclass, field
 import yaml
 
 from .. import tutor_compat
+from ..config.state import annotate, check_value
 from ..exceptions import EksError
+from ..kube import CONFIG_MAPS, DEPLOYMENTS, SECRETS
+from . import prune
 
 if t.TYPE_CHECKING:
     from ..kube import Kube
@@ -31,8 +35,6 @@ TUTOR_SELECTOR = "app.kubernetes.io/managed-by=tutor"
 
 def live_instances(kube: Kube, namespace: str) -> dict[str, list[str]]:
     """Tutor instance IDs of the live Deployments -> their names."""
-    from ..kube import DEPLOYMENTS
-
     found: dict[str, list[str]] = {}
     prefix = tutor_compat.instance_label_value("")
     for deployment in kube.list(DEPLOYMENTS, namespace, TUTOR_SELECTOR):
@@ -77,8 +79,6 @@ class Recovery:
     def add(self, key: str, value: t.Any, origin: str) -> None:
         """Keep ``value`` if it is one Tutor could have generated (the state's
         rules, ``config/state.py``); an odd object yields nothing, not an error."""
-        from ..config.state import check_value
-
         if not isinstance(value, str) or not value or key in self.values:
             return
         try:
@@ -103,8 +103,6 @@ def recover(kube: Kube, namespace: str, instance: str) -> Recovery:
 def config_files(kube: Kube, namespace: str, instance: str) -> dict[str, str]:
     """The newest ``openedx-config`` and ``openedx-settings-*`` files of the
     instance: Secrets (this plugin) or ConfigMaps (plain Tutor, with a hash suffix)."""
-    from ..kube import CONFIG_MAPS, SECRETS
-
     selector = tutor_compat.instance_selector(instance)
     files: dict[str, str] = {}
     for resource in (CONFIG_MAPS, SECRETS):
@@ -127,8 +125,6 @@ def config_files(kube: Kube, namespace: str, instance: str) -> dict[str, str]:
 
 def decoded(value: t.Any) -> str | None:
     """A Secret's data value as text; None when it is not base64 of UTF-8."""
-    import binascii
-
     try:
         return base64.b64decode(str(value), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -206,8 +202,6 @@ def _b64_int(text: str) -> int:
 def recover_from_deployments(
     recovery: Recovery, kube: Kube, namespace: str, instance: str
 ) -> None:
-    from ..kube import DEPLOYMENTS
-
     selector = tutor_compat.instance_selector(instance)
     wanted = {
         "MYSQL_ROOT_PASSWORD": "MYSQL_ROOT_PASSWORD",
@@ -231,8 +225,6 @@ def recover_from_deployments(
 def credential_configmaps(kube: Kube, namespace: str, instance: str) -> list[str]:
     """The instance's ConfigMaps that hold credentials in plain Tutor
     (``openedx-config-<hash>`` ...): the plugin ships those files as Secrets."""
-    from ..kube import CONFIG_MAPS
-
     selector = tutor_compat.instance_selector(instance)
     prefixes = tuple(f"{name}-" for name in tutor_compat.CREDENTIAL_CONFIGMAPS)
     return sorted(
@@ -245,9 +237,6 @@ def credential_configmaps(kube: Kube, namespace: str, instance: str) -> list[str
 def record_for_prune(kube: Kube, kept: t.Any, names: list[str]) -> t.Any:
     """Add ``names`` (ConfigMaps) to the prune inventory of the state, so that the
     next deploy, which no longer renders them, deletes them."""
-    from ..config.state import annotate
-    from . import prune
-
     refs = {*prune.recorded(kept), *(prune.Ref("v1", "ConfigMap", n) for n in names)}
     return annotate(
         kube,

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 
 from tutor import fmt
 
+from .. import tutor_compat
+from ..config import context, resolve
 from ..config.masking import Scrubber, shown
 from ..exceptions import EksError, kind_of
+from ..kube import JOBS, PODS, KubeError
 from . import pods
 
 if t.TYPE_CHECKING:
@@ -66,9 +69,6 @@ def seconds(config: dict[str, t.Any], key: str) -> int:
 def check(config: dict[str, t.Any], job_name: str) -> None:
     """One poll of Tutor's task runner on ``job_name``: raise when it failed, cannot
     start, or ran out of time."""
-    from ..config import context
-    from ..kube import JOBS
-
     namespace = str(config["K8S_NAMESPACE"])
     timeout = seconds(config, "EKS_JOB_TIMEOUT")
     kube = context.current().kube()
@@ -98,8 +98,6 @@ def _missing(namespace: str, job_name: str, elapsed: float) -> None:
 
 
 def _job_pods(kube: Kube, namespace: str, job_name: str) -> list[dict[str, t.Any]]:
-    from ..kube import PODS, KubeError
-
     try:
         return kube.list(PODS, namespace, f"job-name={job_name}")
     except KubeError as e:
@@ -241,8 +239,6 @@ def _message(header: str, diagnoses: list[pods.Diagnosis], logs: bool = True) ->
 
 
 def _delete(kube: Kube, namespace: str, job_name: str) -> None:
-    from ..kube import JOBS, KubeError
-
     try:
         kube.delete(JOBS, namespace, job_name)
     except KubeError as e:
@@ -250,8 +246,5 @@ def _delete(kube: Kube, namespace: str, job_name: str) -> None:
 
 
 def _scrubber() -> Scrubber:
-    from .. import tutor_compat
-    from ..config import resolve
-
     resolution = resolve.for_root(tutor_compat.current_root())
     return Scrubber(resolution.sensitive_values() if resolution else ())

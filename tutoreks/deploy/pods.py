@@ -20,6 +20,7 @@ import typing as t
 from dataclasses import dataclass
 
 from ..config.masking import REASON_LIMIT, Scrubber, shown
+from ..kube import EVENTS, KubeError
 
 if t.TYPE_CHECKING:
     from ..kube import Kube
@@ -96,8 +97,6 @@ def condition_of(obj: dict[str, t.Any], kind: str) -> dict[str, t.Any]:
 
 def unready_events(kube: Kube, namespace: str, pod: str) -> list[dict[str, t.Any]]:
     """The pod's ``Unhealthy`` events (failing probes)."""
-    from ..kube import EVENTS, KubeError
-
     try:
         return kube.list(
             EVENTS,

@@ -8,12 +8,16 @@ value the Secrets provided is also scrubbed from messages that servers return.
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
 import ssl
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import kube as k
+from ..config.masking import Scrubber
 from ..exceptions import EksError
+from ..render import services
 from . import edge
 
 if t.TYPE_CHECKING:
@@ -39,8 +43,6 @@ Check = t.Callable[[], str]  # returns the detail; raises on failure
 
 def require(module: str) -> t.Any:
     """A backing service's client, or an error that says how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as e:
@@ -53,8 +55,6 @@ def run(
     checks: list[tuple[str, Check]], secret_values: t.Iterable[str] = ()
 ) -> list[Result]:
     """Run every check concurrently; a failure is any exception, its message the detail."""
-    from ..config.masking import Scrubber
-
     scrub = Scrubber(secret_values, shortest=3)
 
     def clean(text: str) -> str:
@@ -76,8 +76,6 @@ def run(
 
 def flag(config: dict[str, t.Any], key: str, default: bool = False) -> bool:
     """A boolean setting, as the settings patch reads it ("true" text too)."""
-    from ..render import services
-
     return services.flag(config, key, default)
 
 
@@ -314,8 +312,6 @@ def redis_options(
 def redis_prefix(config: dict[str, t.Any]) -> str:
     """REDIS_KEY_PREFIX (by default the namespace), checked as the settings
     patch checks it."""
-    from ..render import services
-
     return services.prefix(config)
 
 
@@ -469,8 +465,6 @@ def checks_for(
 ) -> list[tuple[str, Check]]:
     """The checks that apply to this environment's configuration; ``ca_bundle``:
     the environment's CA bundle (PEM), else TLS trusts the system's CAs."""
-    from .. import kube as k
-
     namespace = str(config["K8S_NAMESPACE"])
     checks: list[tuple[str, Check]] = [
         (
@@ -511,7 +505,6 @@ def autoscaled(config: dict[str, t.Any]) -> list[str]:
 def metrics_api(kube: Kube, scaled: list[str]) -> Check:
     """A warning, not a failure: the deploy works, but its autoscalers cannot
     scale until the cluster serves the resource metrics API (metrics-server)."""
-    from .. import kube as k
 
     def check() -> str:
         service = kube.get(k.API_SERVICES, METRICS_API)

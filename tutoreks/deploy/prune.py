@@ -36,11 +36,15 @@ import subprocess
 import typing as t
 from dataclasses import dataclass, field
 
+import yaml
 from tutor import fmt
 
 from .. import tutor_compat
-from ..config.state import ANNOTATION
+from ..config.secrets import parse_specs
+from ..config.state import ANNOTATION, annotate, fetch
 from ..exceptions import EksError
+from ..kube import KubeError
+from ..render.manifests import warn
 
 if t.TYPE_CHECKING:
     from ..config.state import State
@@ -177,8 +181,6 @@ class Outcome:
 
 def rendered(root: str) -> list[dict[str, t.Any]]:
     """What ``tutor k8s start`` applies: ``kubectl kustomize env/`` with its selector."""
-    import yaml
-
     env_dir = tutor_compat.env_dir(root)
     try:
         result = subprocess.run(
@@ -211,8 +213,6 @@ _discovered: dict[str, tuple[Resource, ...]] = {}
 def resource_of(kube: Kube, api_version: str, kind: str) -> Resource | None:
     """The API resource of a kind (discovery, once per group version per process);
     None when the API server does not serve it."""
-    from ..kube import KubeError
-
     if api_version not in _discovered:
         try:
             _discovered[api_version] = kube.api_resources(api_version)
@@ -250,8 +250,6 @@ def recorded(state: State) -> list[Ref]:
     entries that are not references are left out, with a warning."""
     refs, problem = read_inventory(state.annotations.get(INVENTORY_ANNOTATION, ""))
     if problem:
-        from ..render.manifests import warn
-
         warn(
             f"The {state.display} annotation {INVENTORY_ANNOTATION} {problem}: "
             "those entries are not pruned (this deploy records a new inventory)."
@@ -279,8 +277,6 @@ def read_inventory(text: str) -> tuple[list[Ref], str]:
 
 
 def plan(kube: Kube, root: str, config: dict[str, t.Any], state: State) -> Plan:
-    from ..config.state import fetch
-
     current = fetch(kube, state.namespace, state.name, state.environment)
     return Plan(
         namespace=state.namespace,
@@ -294,8 +290,6 @@ def plan(kube: Kube, root: str, config: dict[str, t.Any], state: State) -> Plan:
 
 def protected_secrets(config: dict[str, t.Any], state_name: str) -> set[str]:
     """The Secrets the operator manages: the state, the TLS Secret, EKS_SECRETS."""
-    from ..config.secrets import parse_specs
-
     protected = {state_name, str(config.get("EKS_TLS_SECRET") or "")}
     specs = parse_specs(config.get("EKS_SECRETS") or [], "EKS_SECRETS")
     return protected | {spec.name for spec in specs}
@@ -307,8 +301,6 @@ def encode(refs: list[Ref]) -> str:
 
 def remember(kube: Kube, state: State, plan: Plan) -> None:
     """Before the rollout wait: add what this deploy applied to the inventory."""
-    from ..config.state import annotate
-
     if not plan.added:
         return
     union = sorted({*plan.previous, *plan.applied}, key=lambda r: r.text)
@@ -339,8 +331,6 @@ def prune(kube: Kube, plan: Plan, dry_run: bool = False) -> Outcome:
 def _read_and_judge(
     kube: Kube, resource: Resource, ref: Ref, plan: Plan, dry_run: bool
 ) -> Verdict:
-    from ..kube import KubeError
-
     try:
         live = kube.get(resource, ref.name, plan.namespace)
     except KubeError as e:
@@ -355,8 +345,6 @@ def _delete(
     kube: Kube, resource: Resource, ref: Ref, plan: Plan, live: dict[str, t.Any]
 ) -> Verdict:
     """Delete the object read back, if it is still the same (its ``uid``)."""
-    from ..kube import KubeError
-
     uid = str((live.get("metadata") or {}).get("uid") or "") or None
     try:
         kube.delete(resource, plan.namespace, ref.name, uid=uid)

@@ -28,6 +28,7 @@ from tutor import fmt
 from .. import tutor_compat
 from ..config.masking import Scrubber
 from ..exceptions import EksError
+from ..kube import DEPLOYMENTS, PODS, REPLICASETS, KubeError
 from . import pods
 
 if t.TYPE_CHECKING:
@@ -90,8 +91,6 @@ def progress(deployment: dict[str, t.Any]) -> Progress:
 
 
 def deployments(kube: Kube, namespace: str, instance_id: str) -> list[dict[str, t.Any]]:
-    from ..kube import DEPLOYMENTS
-
     found = kube.list(
         DEPLOYMENTS, namespace, tutor_compat.instance_selector(instance_id)
     )
@@ -154,8 +153,6 @@ class Explanation:
 def explain(kube: Kube, deployment: dict[str, t.Any], scrub: Scrubber) -> Explanation:
     """Read the newest ReplicaSet of ``deployment`` and its pods, and say why it
     has not rolled out (:func:`explanation`)."""
-    from ..kube import PODS, REPLICASETS, KubeError
-
     namespace = str((deployment.get("metadata") or {}).get("namespace") or "")
     selector = pod_selector(deployment)
     try:

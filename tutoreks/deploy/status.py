@@ -24,7 +24,9 @@ import re
 import typing as t
 
 from .. import tutor_compat
+from ..config import state as state_module
 from ..config.masking import REASON_LIMIT, Scrubber, one_line, shown
+from ..kube import AUTOSCALERS, DISRUPTION_BUDGETS, JOBS, PODS, KubeError
 from . import edge, pods, rollout
 from .report import Item, Report
 
@@ -81,8 +83,6 @@ def collect(kube: Kube, config: dict[str, t.Any], resolution: Resolution) -> Rep
 
 def _read(kind: str, section: t.Callable[[], list[Item]]) -> list[Item]:
     """A section's items, or one that says it could not be read."""
-    from ..kube import KubeError
-
     try:
         return section()
     except KubeError as e:
@@ -93,8 +93,6 @@ def _read(kind: str, section: t.Callable[[], list[Item]]) -> list[Item]:
 def _last_deploy(
     kube: Kube, resolution: Resolution
 ) -> tuple[dict[str, str] | None, list[Item]]:
-    from ..config import state as state_module
-
     state = resolution.state
     if state is None:
         return None, []
@@ -105,8 +103,6 @@ def _last_deploy(
 
 def last_deploy(annotations: t.Mapping[str, str]) -> dict[str, str] | None:
     """The last successful deploy, as the state Secret's annotations record it."""
-    from ..config import state as state_module
-
     deployed_at = annotations.get(state_module.DEPLOYED_AT_ANNOTATION)
     if not deployed_at:
         return None
@@ -179,8 +175,6 @@ def job_items(
     kube: Kube, namespace: str, instance_id: str, scrub: Scrubber
 ) -> list[Item]:
     """The last Job of each init task, and its pods when it has not completed."""
-    from ..kube import JOBS, PODS
-
     selector = (
         tutor_compat.instance_selector(instance_id) + ",app.kubernetes.io/component=job"
     )
@@ -230,8 +224,6 @@ def job_item(
 def autoscaler_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
     """Each autoscaler (EKS_WORKLOADS): replicas now, wanted, and its bounds; not
     ready when it cannot scale (no metrics API, no request to compare with)."""
-    from ..kube import AUTOSCALERS
-
     selector = tutor_compat.instance_selector(instance_id)
     return [
         autoscaler_item(hpa)
@@ -272,8 +264,6 @@ def autoscaler_item(hpa: dict[str, t.Any]) -> Item:
 
 def budget_items(kube: Kube, namespace: str, instance_id: str) -> list[Item]:
     """Each disruption budget: how many pods a node drain may evict now."""
-    from ..kube import DISRUPTION_BUDGETS
-
     selector = tutor_compat.instance_selector(instance_id)
     items = []
     for pdb in sorted(

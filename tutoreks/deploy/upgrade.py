@@ -28,6 +28,8 @@ from tutor import fmt
 
 from .. import tutor_compat
 from ..exceptions import EksError
+from ..kube import SECRETS, KubeError
+from . import prune, rollout
 
 if t.TYPE_CHECKING:
     from ..kube import Kube
@@ -72,8 +74,6 @@ def migrate_first(
 ) -> bool:
     """Steps 1 and 2 when ``launch`` brings a new image; False when Tutor's own
     order applies (a first install, or the same image)."""
-    from . import prune, rollout
-
     image = str(config["DOCKER_IMAGE_OPENEDX"])
     names = openedx_deployments(prune.rendered(root), image)
     live = rollout.deployments(kube, str(config["K8S_NAMESPACE"]), str(config["ID"]))
@@ -122,8 +122,6 @@ def apply_without(root: str, names: list[str]) -> None:
 
 def configuration(kube: Kube, namespace: str) -> dict[str, dict[str, t.Any]]:
     """The configuration Secrets the running pods mount, as they are now."""
-    from ..kube import SECRETS
-
     saved = {}
     for name in tutor_compat.CREDENTIAL_CONFIGMAPS:
         secret = kube.get(SECRETS, name, namespace)
@@ -134,8 +132,6 @@ def configuration(kube: Kube, namespace: str) -> dict[str, dict[str, t.Any]]:
 
 def restore(kube: Kube, namespace: str, saved: dict[str, dict[str, t.Any]]) -> None:
     """Put the configuration Secrets back (their data only)."""
-    from ..kube import SECRETS, KubeError
-
     for name, secret in saved.items():
         try:
             current = kube.get(SECRETS, name, namespace)
