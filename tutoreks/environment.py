@@ -21,6 +21,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from . import defaults, tutor_compat
 from .exceptions import EksError
 
 CONFIG_FILE = "config.yml"
@@ -90,8 +91,6 @@ def select(root_config: t.Mapping[str, t.Any]) -> Selection:
     """EKS_ENVIRONMENT and EKS_ENVIRONMENTS_ROOT: TUTOR_ variable, else the tutor
     root's config.yml, else the default. The root is relative to the working
     directory unless absolute."""
-    from . import defaults, tutor_compat
-
     values = []
     for key in defaults.SELECTION_KEYS:
         name = f"EKS_{key}"
@@ -589,7 +588,7 @@ def load_ca_bundle(
 
 def check_ca_bundle(text: str, display: str) -> None:
     """Every block is a certificate OpenSSL reads; no private key."""
-    import ssl
+    import ssl  # not for the commands that read no CA bundle
 
     if "PRIVATE KEY-----" in text:
         raise EksError(

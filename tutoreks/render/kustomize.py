@@ -26,6 +26,7 @@ import jinja2
 import yaml
 
 from .. import tutor_compat
+from ..exceptions import EksError
 from ..tutor_compat import CREDENTIAL_CONFIGMAPS as CONFIGS
 from . import services
 from . import workloads as workloads_module
@@ -96,8 +97,6 @@ def deployment_settings(
 ) -> tuple[list[dict[str, t.Any]], dict[str, workloads_module.Workload]]:
     """Tutor's Deployments, and ``EKS_WORKLOADS`` checked against their names
     (``origin``: where EKS_WORKLOADS is set, for messages)."""
-    from ..exceptions import EksError
-
     deployments = [
         w for w in (found or workloads(context)) if w["kind"] == "Deployment"
     ]

@@ -14,12 +14,17 @@ import os
 import re
 import typing as t
 
+import click
 import jinja2
+import yaml
 
 from .. import tutor_compat
 from ..environment import parse_yaml_documents
 from ..exceptions import EksError
 from . import edge
+from .kustomize import deployment_settings
+from .services import ca_configmap
+from .workloads import extra_objects
 
 if t.TYPE_CHECKING:
     from ..config.resolve import Resolution
@@ -178,10 +183,6 @@ def render_all(context: jinja2.runtime.Context, resolution: Resolution) -> str:
 
 def workload_parts(context: jinja2.runtime.Context, origin: str) -> list[str]:
     """The HPAs and PodDisruptionBudgets of ``EKS_WORKLOADS`` (``render/workloads.py``)."""
-    import yaml
-
-    from .kustomize import deployment_settings
-    from .workloads import extra_objects
 
     _deployments, items = deployment_settings(context, origin)
     return [
@@ -192,9 +193,6 @@ def workload_parts(context: jinja2.runtime.Context, origin: str) -> list[str]:
 
 def ca_bundle_part(ca: CaBundle) -> str:
     """The CA bundle's ConfigMap (``render/services.py``), as a manifest part."""
-    import yaml
-
-    from .services import ca_configmap
 
     return f"# Source: {ca.display}\n" + yaml.safe_dump(
         ca_configmap(ca), sort_keys=False
@@ -209,8 +207,6 @@ _warned: set[str] = set()
 
 def warn(message: str) -> None:
     """Print a warning once per command (Tutor renders several times per command)."""
-    import click
-
     ctx = click.get_current_context(silent=True)
     warned: set[str] = (
         ctx.find_root().meta.setdefault("tutoreks.warned", set())
@@ -360,9 +356,6 @@ def without_shared_cluster_objects(text: str) -> tuple[str, list[str]]:
     """The rendered manifests file without the cluster-scoped objects that come
     from an environment's k8s/ (the plugin's own issuer, unique to the
     environment, stays); and those objects, as "Kind name (file)"."""
-    import re
-
-    import yaml
 
     parts = re.split(r"^(?=# Source: )", text, flags=re.MULTILINE)
     kept: list[str] = []

@@ -32,6 +32,7 @@ from __future__ import annotations
 import typing as t
 
 from ..config import values
+from ..config.state import DEPLOYED_AT_ANNOTATION, REDIS_PREFIX_ANNOTATION
 from ..exceptions import EksError
 from .settings import encode
 
@@ -295,8 +296,6 @@ def task_prelude(script: str) -> str:
 def prefix_change(annotations: t.Mapping[str, str], current: str) -> str | None:
     """What to tell the operator when this deploy changes the environment's Redis
     key prefix (``annotations``: the state's, from the last successful deploy)."""
-    from ..config.state import DEPLOYED_AT_ANNOTATION, REDIS_PREFIX_ANNOTATION
-
     if DEPLOYED_AT_ANNOTATION not in annotations:
         return None  # a first deploy: nothing was written under another prefix
     previous = annotations.get(REDIS_PREFIX_ANNOTATION)
