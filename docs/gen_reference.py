@@ -102,7 +102,7 @@ DESCRIPTIONS: dict[str, Description] = {
     ),
     "EKS_ACME_EMAIL": Description("ACME account e-mail (expiry notices)"),
     "EKS_ACME_SERVER": Description(
-        f"`{defaults.LETSENCRYPT_STAGING}` for tests",
+        "`https://acme-staging-v02.api.letsencrypt.org/directory` for tests",
         default_note="Let's Encrypt production",
     ),
     "EKS_LOAD_BALANCER_ANNOTATIONS": Description(

@@ -1,6 +1,8 @@
-"""Environment selection and the configuration precedence of DESIGN.md, step by step.
+"""Environment selection and the configuration precedence (docs/environments.md,
+"Configuration precedence"; ``tutoreks/config/resolve.py``), layer by layer.
 
-The Secrets step (4) is tested with the control plane in test_secrets.py.
+The state Secret (layer 3) and the Kubernetes Secrets (layer 5) are tested with
+the control plane in test_state.py and test_secrets.py.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def test_environments_root_setting(project: Project) -> None:
     assert project.value("LMS_HOST") == "qa.example.com"
 
 
-def test_step1_defaults(project: Project) -> None:
+def test_layer1_defaults(project: Project) -> None:
     project.save()
     assert (
         project.value("EKS_INGRESS_CLASS", env={"TUTOR_EKS_ENVIRONMENT": "dev"})
@@ -71,7 +73,7 @@ def test_step1_defaults(project: Project) -> None:
     )
 
 
-def test_step2_root_config_beats_defaults(project: Project) -> None:
+def test_layer2_root_config_beats_defaults(project: Project) -> None:
     set_root_config(
         project,
         "EKS_ENVIRONMENT: dev\nEKS_INGRESS_CLASS: traefik\nPLATFORM_NAME: Root\n",
@@ -81,7 +83,7 @@ def test_step2_root_config_beats_defaults(project: Project) -> None:
     assert project.value("PLATFORM_NAME") == "Root"
 
 
-def test_step3_environment_beats_root_config(project: Project) -> None:
+def test_layer4_environment_beats_root_config(project: Project) -> None:
     set_root_config(
         project,
         "EKS_ENVIRONMENT: dev\nLMS_HOST: root.example.com\nPLATFORM_NAME: Root\n",
@@ -103,7 +105,7 @@ def test_step3_environment_beats_root_config(project: Project) -> None:
         ("ENABLE_HTTPS", "false", "false"),
     ],
 )
-def test_step5_tutor_variables_beat_everything(
+def test_layer6_tutor_variables_beat_everything(
     project: Project, key: str, value: str, expected: str
 ) -> None:
     set_root_config(project, f"EKS_ENVIRONMENT: dev\n{key}: fromroot\n")

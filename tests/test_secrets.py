@@ -140,7 +140,7 @@ def test_values_flow_into_the_rendered_env_and_never_into_config_yml(
     }
 
 
-def test_step4_secret_beats_environment_and_tutor_variable_beats_secret(
+def test_layer5_secret_beats_environment_and_tutor_variable_beats_secret(
     deployed: Project,
 ) -> None:
     config = deployed.path / "environments/dev/config.yml"

@@ -208,12 +208,6 @@ def test_public_host_templates_are_tutors_app_public_hosts() -> None:
     assert dev[0] == "{{ LMS_HOST }}:8000", "the dev context is the one with ports"
 
 
-def test_loaded_plugins_are_tutors() -> None:
-    from tutor import plugins
-
-    assert tutor_compat.loaded_plugins() == tuple(plugins.iter_loaded())
-
-
 def test_excluded_components_are_those_of_the_apply_selector() -> None:
     components = ",".join(tutor_compat.APPLY_EXCLUDED_COMPONENTS)
     assert (

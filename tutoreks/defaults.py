@@ -6,8 +6,6 @@ import typing as t
 
 #: Let's Encrypt's production ACME directory.
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
-#: Let's Encrypt's staging ACME directory (untrusted certificates, generous limits).
-LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 #: Annotations for Caddy's LoadBalancer Service when ``EKS_EDGE`` is ``caddy``.
 #: AWS's in-tree controller then creates a Classic Load Balancer that passes TCP

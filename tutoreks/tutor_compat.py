@@ -235,13 +235,6 @@ def load_full(root: str) -> dict[str, t.Any]:
     return tutor_config.load_full(root)
 
 
-def loaded_plugins() -> tuple[str, ...]:
-    """The names of the plugins loaded in this process, in load order."""
-    from tutor import plugins
-
-    return tuple(plugins.iter_loaded())
-
-
 def unique_keys() -> list[str]:
     """The generated settings: Tutor's base.yml and every plugin's CONFIG_UNIQUE."""
     from tutor import config as tutor_config

@@ -1,4 +1,4 @@
-"""Step 5: the command line. ``tutor eks ...`` (``group.py``, one module per
+"""Step 6: the command line. ``tutor eks ...`` (``group.py``, one module per
 command) and the ``tutor k8s quickstart`` alias (``quickstart.py``).
 
 Nothing is imported here: every ``tutor`` command imports the plugin, which

@@ -1,4 +1,5 @@
-"""Step 2: which value wins. The configuration layers of DESIGN.md, lowest first:
+"""Step 2: which value wins. The configuration layers, lowest first (documented
+for users in docs/environments.md, "Configuration precedence"):
 
 1. Tutor's and the plugin's defaults (CONFIG_DEFAULTS)
 2. the tutor root's ``config.yml``
