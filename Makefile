@@ -45,9 +45,10 @@ test-cluster: install system-packages cluster-up ## Cluster tier: kubectl builds
 	$(PY) -m pytest -m "(cluster or kubectl) and not disruptive" -n 2 --dist loadfile $(PYTEST_ARGS)
 	$(PY) -m pytest -m "disruptive" $(PYTEST_ARGS)
 
-test-lint: install ## ruff lint and format check
+test-lint: install ## ruff lint and format check; the pipeline's import layers (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test-types: install ## mypy --strict
 	$(VENV)/bin/mypy

@@ -55,6 +55,7 @@ setup(
             "hypothesis>=6",
             "mypy>=1.10",
             "ruff>=0.5",
+            "import-linter>=2.1",
             "types-PyYAML",
             "types-setuptools",
             "kubernetes-validate>=1.30",

@@ -33,9 +33,8 @@ import click
 from tutor import fmt
 
 from . import signals, tutor_compat
-from .config import context, resolve, state
+from .config import context, instances, resolve, state
 from .config.values import quoted_string_escape
-from .deploy import adopt
 from .exceptions import EksError
 
 BACKUP_PREFIX = ".eks-env-backup-"
@@ -112,7 +111,7 @@ def keep_generated(
     ctx: context.Context, resolution: resolve.Resolution, config: dict[str, t.Any]
 ) -> list[str]:
     """The state's part of a save: a new ``ID`` must not clash with a running
-    instance (``deploy/adopt.py``); resolutions read before are stale after."""
+    instance (``config/instances.py``); resolutions read before are stale after."""
     if resolution.state is None:
         return []
     namespace = resolution.namespace
@@ -121,7 +120,7 @@ def keep_generated(
         resolution.state,
         resolution.sources,
         config,
-        lambda new_id: adopt.refuse_foreign_instance(ctx.kube(), namespace, new_id),
+        lambda new_id: instances.refuse_foreign_instance(ctx.kube(), namespace, new_id),
     )
 
 

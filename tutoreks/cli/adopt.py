@@ -11,7 +11,7 @@ from tutor import fmt
 
 from .. import tutor_compat
 from ..config import context as command_context
-from ..config import state
+from ..config import instances, state
 from ..deploy import adopt
 from ..exceptions import EksError
 from .common import load
@@ -30,18 +30,18 @@ def command(obj: t.Any) -> None:
     namespace = resolution.namespace
     ctx = command_context.for_root(obj.root)
     client = ctx.kube()
-    instances = adopt.live_instances(client, namespace)
-    if not instances:
+    live = instances.live_instances(client, namespace)
+    if not live:
         raise EksError(
             f"Namespace {namespace} runs no Tutor Deployment: nothing to adopt; "
             "the first deploy will keep its own generated values."
         )
-    if len(instances) > 1:
+    if len(live) > 1:
         raise EksError(
             f"Namespace {namespace} runs several Tutor instances "
-            f"({', '.join(sorted(instances))}): remove all but one first."
+            f"({', '.join(sorted(live))}): remove all but one first."
         )
-    instance = next(iter(instances))
+    instance = next(iter(live))
     if kept.values.get("ID") not in (None, instance):
         raise EksError(
             f"The state {kept.display} holds another ID than the instance running in "

@@ -9,7 +9,7 @@ environment is selected:
   selected environment, namespace and instance, from its current files
   (``render/record.py``);
 - before ``start`` applies anything: the namespace must not run another Tutor
-  instance (``deploy/adopt.py``), and the deploy settings (``EKS_ROLLOUT_TIMEOUT``,
+  instance (``config/instances.py``), and the deploy settings (``EKS_ROLLOUT_TIMEOUT``,
   ``EKS_JOB_TIMEOUT``) must be valid; a changed Redis key prefix is said
   (``render/services.py``);
 - after ``start`` applied the objects: the inventory of what it applied grows
@@ -51,10 +51,11 @@ def before_launch(root: str) -> None:
 def before_start(root: str) -> None:
     from ..config import (  # the active machinery: not for inert commands
         context,
+        instances,
         resolve,
     )
     from ..render import record
-    from . import adopt, jobs, prune
+    from . import jobs, prune
 
     resolution = resolve.for_root(root)
     if resolution is None:
@@ -72,7 +73,7 @@ def before_start(root: str) -> None:
         if instance is not None and "ID" in resolution.state.provided(
             resolution.sources
         ):
-            adopt.refuse_foreign_instance(
+            instances.refuse_foreign_instance(
                 context.for_root(root).kube(), resolution.namespace, instance
             )
     if tutor_compat.command_path()[:2] == ("k8s", "launch"):
