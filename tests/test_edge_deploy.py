@@ -18,7 +18,7 @@ import pytest
 
 from .cluster.conftest import Cluster
 from .conftest import Project, delete_deployment, use_cluster
-from .test_rollout import Environment, items
+from .test_rollout import Environment, items, status_when
 
 pytestmark = pytest.mark.cluster
 
@@ -32,18 +32,6 @@ ROWS = {
     "gateway": {"Gateway", "HTTPRoute", "Certificate"},
     "alb": {"Ingress"},
 }
-
-
-def status_when(
-    env: Environment, ready: bool, timeout: float = 60
-) -> tuple[int, dict[str, t.Any]]:
-    """`tutor eks status --json` once it is (not) ready, or the last one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        code, status = env.status()
-        if status["ok"] is ready or time.monotonic() > deadline:
-            return code, status
-        time.sleep(1)
 
 
 def deploy(env: Environment) -> None:
