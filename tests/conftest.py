@@ -65,6 +65,7 @@ def invoke_in_process(
         )
     finally:
         os.chdir(previous)
+        unload_plugins_but_eks()
     stderr = result.stderr
     code = result.exit_code
     error = result.exception
@@ -75,6 +76,22 @@ def invoke_in_process(
         stderr += "".join(traceback.format_exception(*result.exc_info))  # type: ignore[misc]
         code = code or 1
     return subprocess.CompletedProcess(list(args), code, result.stdout, stderr)
+
+
+def unload_plugins_but_eks() -> None:
+    """Each in-process run starts, as a new `tutor` process does, with only its
+    root's plugins: one enabled by an earlier run (mfe) is unloaded, its hooks
+    cleared and its module forgotten so that enabling it again imports it again.
+    (Not through PLUGIN_UNLOADED: Tutor's callbacks would delete its env/ files.)"""
+    from importlib.metadata import entry_points
+
+    from tutor import plugins
+
+    modules = {e.name: e.value for e in entry_points(group="tutor.plugin.v1")}
+    for name in list(plugins.iter_loaded()):
+        if name != "eks":
+            plugins.unload(name)
+            sys.modules.pop(modules.get(name, ""), None)
 
 
 class Project:

@@ -877,3 +877,16 @@ def test_only_the_client_modules_used_are_imported(tmp_path: Path, pki: Pki) -> 
     assert not [m for m in answer["used"] if ".api." in m or ".models" in m]
     assert "kubernetes.config.kube_config" not in answer["used"]
     assert answer["api"] == "BatchV1Api" and answer["loader"] is True
+
+
+def test_discovery_of_a_group_not_served_is_empty_and_asked_once(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group version the API server does not serve (the Gateway API without its
+    CRDs) is no kind at all, not an error; a command asks about it once."""
+    with FakeApiServer(pki) as server:
+        use_kubeconfig(monkeypatch, token_kubeconfig(tmp_path, server.url, pki))
+        for _ in range(3):
+            assert client().api_resources("gateway.networking.k8s.io/v1") == ()
+        asked = [s.path for s in server.seen]
+    assert asked == ["/apis/gateway.networking.k8s.io/v1"], asked

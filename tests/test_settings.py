@@ -214,6 +214,23 @@ def test_rendered_by_tutor_into_lms_and_cms(project: Project) -> None:
                 assert "CMS_ONLY" not in ns
 
 
+def test_merge_comes_after_every_plugins_settings(project: Project) -> None:
+    """mfe patches openedx-{lms,cms}-production-settings too (and loads after eks):
+    the environment's settings_merge still has the last word."""
+    project.tutor("plugins", "enable", "mfe")
+    project.write(
+        "environments/dev/settings_merge.json",
+        json.dumps({"MFE_CONFIG": {"SITE_NAME": "Ours"}}),
+    )
+    project.save()
+    for service in ("lms", "cms"):
+        text = project.env_file(f"apps/openedx/settings/{service}/production.py")
+        mfe = text.index('LOGIN_REDIRECT_WHITELIST.append("apps.lms.dev.example.com")')
+        assert mfe < text.index(MARKER), f"{service}: mfe's settings after the merge"
+        ns = run_settings(settings_tail(text), {"MFE_CONFIG": {"BASE_URL": "b"}})
+        assert ns["MFE_CONFIG"] == {"BASE_URL": "b", "SITE_NAME": "Ours"}
+
+
 def test_no_settings_merge_means_no_patch(project: Project) -> None:
     project.save()
     assert MARKER not in project.env_file("apps/openedx/settings/lms/production.py")

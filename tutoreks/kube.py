@@ -62,6 +62,8 @@ class Kube:
         self.source = source
         #: Credentials are refreshed by one request at a time.
         self.auth_lock = threading.Lock()
+        #: Discovery answers by group version: asked once per command.
+        self._served: dict[str, tuple[Resource, ...]] = {}
 
     def get(
         self,
@@ -127,10 +129,21 @@ class Kube:
                 raise
 
     def api_resources(self, api_version: str) -> tuple[Resource, ...]:
-        """The kinds an API group version serves (discovery; no subresources)."""
+        """The kinds an API group version serves (discovery, once per client; no
+        subresources); () when the API server does not serve the group version."""
+        if api_version not in self._served:
+            self._served[api_version] = self._discover(api_version)
+        return self._served[api_version]
+
+    def _discover(self, api_version: str) -> tuple[Resource, ...]:
         group, _, version = api_version.rpartition("/")
         document = GroupVersion(group, version, "", "APIResourceList")
-        answer = self.request("GET", document, None, None)
+        try:
+            answer = self.request("GET", document, None, None)
+        except KubeError as e:
+            if e.status != 404:
+                raise
+            return ()
         return tuple(
             Resource(
                 group,

@@ -182,16 +182,22 @@ def _file_patches() -> tuple[tuple[str, str], ...]:
 
 @hooks.Filters.ENV_PATCHES.add()
 def _patches(patches: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return patches + list(_file_patches()) if _resolution() else patches
+
+
+# After every plugin's patches, theirs at LOW priority included: an environment's
+# settings_merge is the last word in production.py.
+SETTINGS_MERGE_PRIORITY = hooks.priorities.LOW * 2
+
+
+@hooks.Filters.ENV_PATCHES.add(priority=SETTINGS_MERGE_PRIORITY)
+def _settings_merge(patches: list[tuple[str, str]]) -> list[tuple[str, str]]:
     resolution = _resolution()
     if resolution is None:
         return patches
     from .render import settings
 
-    return (
-        patches
-        + list(_file_patches())
-        + list(settings.production_patches(resolution.environment))
-    )
+    return patches + list(settings.production_patches(resolution.environment))
 
 
 def _task_script(_service: str, script: str) -> str:

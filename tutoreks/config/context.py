@@ -47,6 +47,15 @@ class Context:
         self.states: dict[tuple[str, str], State] = {}
         self.lock = threading.Lock()
         self.masked: set[str] = set()
+        #: What the command's steps hand each other: warnings already shown (Tutor
+        #: renders several times per command), when each Job was first polled, the
+        #: full config `start` loaded (for after it), whether `launch` ran the
+        #: migrations before `start`, the kustomize patches of the last renderer.
+        self.warned: set[str] = set()
+        self.job_started: dict[str, float] = {}
+        self.start_config: dict[str, t.Any] | None = None
+        self.migrated = False
+        self.kustomize_patches: tuple[object, str] | None = None
 
     # --- the root's config.yml -------------------------------------------------
 

@@ -42,11 +42,6 @@ if t.TYPE_CHECKING:
 MISSING_GRACE = 30.0
 
 
-#: When this process first polled each Job.
-_started: dict[str, float] = {}
-_warned: set[str] = set()
-
-
 #: A week: longer is a mistake (and past what a clock or a CI job can wait).
 MAX_SECONDS = 7 * 24 * 3600
 
@@ -71,15 +66,16 @@ def check(config: dict[str, t.Any], job_name: str) -> None:
     start, or ran out of time."""
     namespace = str(config["K8S_NAMESPACE"])
     timeout = seconds(config, "EKS_JOB_TIMEOUT")
-    kube = context.current().kube()
-    elapsed = time.monotonic() - _started.setdefault(job_name, time.monotonic())
+    ctx = context.current()
+    kube = ctx.kube()
+    elapsed = time.monotonic() - ctx.job_started.setdefault(job_name, time.monotonic())
     job = kube.get(JOBS, job_name, namespace)
     if job is None:
         _missing(namespace, job_name, elapsed)
         return
     if pods.condition(job, "Complete") == "True":
         return
-    found = _job_pods(kube, namespace, job_name)
+    found = _job_pods(kube, namespace, job_name, ctx.warned)
     decided = verdict(job, found, _scrubber(), elapsed, timeout)
     if decided.delete:
         _delete(kube, namespace, job_name)
@@ -97,14 +93,16 @@ def _missing(namespace: str, job_name: str, elapsed: float) -> None:
     time.sleep(1.0)
 
 
-def _job_pods(kube: Kube, namespace: str, job_name: str) -> list[dict[str, t.Any]]:
+def _job_pods(
+    kube: Kube, namespace: str, job_name: str, warned: set[str]
+) -> list[dict[str, t.Any]]:
     try:
         return kube.list(PODS, namespace, f"job-name={job_name}")
     except KubeError as e:
         # No `list` on pods (a Role applied before this plugin version): the Job's
         # own conditions still tell a failure, its pods cannot be named.
-        if job_name not in _warned:
-            _warned.add(job_name)
+        if f"pods of Job {job_name}" not in warned:
+            warned.add(f"pods of Job {job_name}")
             fmt.echo_alert(f"Cannot look at the pods of Job {job_name}: {e}")
         return []
 

@@ -31,8 +31,6 @@ import typing as t
 
 from .. import signals, tutor_compat
 
-_configs: dict[str, dict[str, t.Any]] = {}
-
 
 def before_launch(root: str) -> None:
     from ..config import resolve  # the active machinery: not for inert commands
@@ -65,7 +63,7 @@ def before_start(root: str) -> None:
     record.check(root, resolution, config)
     jobs.seconds(config, "EKS_ROLLOUT_TIMEOUT")
     jobs.seconds(config, "EKS_JOB_TIMEOUT")
-    _configs[root] = config
+    context.for_root(root).start_config = config
     if resolution.state is not None:
         warn_prefix_change(resolution.state.annotations, config)
         prune.recorded(resolution.state)  # an inventory problem is said before applying
@@ -80,10 +78,6 @@ def before_start(root: str) -> None:
         migrate_first(root, config)
 
 
-#: Roots whose migrations this `launch` ran before `start` (deploy/upgrade.py).
-_migrated: set[str] = set()
-
-
 def migrate_first(root: str, config: dict[str, t.Any]) -> None:
     import click
 
@@ -93,14 +87,17 @@ def migrate_first(root: str, config: dict[str, t.Any]) -> None:
     def run_init() -> None:
         click.get_current_context().invoke(tutor_compat.k8s_command("init"), limit=None)
 
-    if upgrade.migrate_first(context.for_root(root).kube(), root, config, run_init):
-        _migrated.add(root)
+    ctx = context.for_root(root)
+    ctx.migrated = upgrade.migrate_first(ctx.kube(), root, config, run_init)
 
 
 def before_init(root: str) -> bool:
     """``launch``'s own ``init`` is skipped when its migrations ran before ``start``."""
-    if root in _migrated:
-        _migrated.discard(root)
+    from ..config import context  # the active machinery: not for inert commands
+
+    ctx = context.for_root(root)
+    if ctx.migrated:
+        ctx.migrated = False
         from tutor import fmt
 
         fmt.echo_info("The migrations already ran before the Deployments switched.")
@@ -122,7 +119,9 @@ def after_start(root: str) -> None:
     resolution = resolve.for_root(root)
     if resolution is None:
         return
-    config = _configs.pop(root, None) or tutor_compat.load_full(root)
+    ctx = context.for_root(root)
+    config = ctx.start_config or tutor_compat.load_full(root)
+    ctx.start_config = None
     kube = context.for_root(root).kube()
     namespace = str(config["K8S_NAMESPACE"])
     plan = None

@@ -207,20 +207,9 @@ def rendered(root: str) -> list[dict[str, t.Any]]:
     ]
 
 
-_discovered: dict[str, tuple[Resource, ...]] = {}
-
-
 def resource_of(kube: Kube, api_version: str, kind: str) -> Resource | None:
-    """The API resource of a kind (discovery, once per group version per process);
-    None when the API server does not serve it."""
-    if api_version not in _discovered:
-        try:
-            _discovered[api_version] = kube.api_resources(api_version)
-        except KubeError as e:
-            if e.status != 404:
-                raise
-            _discovered[api_version] = ()
-    for resource in _discovered[api_version]:
+    """The API resource of a kind; None when the API server does not serve it."""
+    for resource in kube.api_resources(api_version):
         if resource.kind == kind:
             return resource
     return None

@@ -26,6 +26,7 @@ import jinja2
 import yaml
 
 from .. import tutor_compat
+from ..config import context as command
 from ..exceptions import EksError
 from ..tutor_compat import CREDENTIAL_CONFIGMAPS as CONFIGS
 from . import services
@@ -39,16 +40,18 @@ FAST_LOADER: t.Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Task scripts read a value from a Secret as ``${TUTOREKS_<KEY>}``.
 ENV_PREFIX = "TUTOREKS_"
 
-_cache: dict[str, t.Any] = {"renderer": None, "text": ""}
-
 
 def kustomize_patches(context: jinja2.runtime.Context, resolution: Resolution) -> str:
-    """Template global: the kustomize patches of this module, as ``patches:`` items."""
+    """Template global: the kustomize patches of this module, as ``patches:`` items
+    (built once per renderer: the kustomization renders them more than once)."""
     renderer = getattr(context.get("patch"), "__self__", None)
-    if renderer is not None and _cache["renderer"] is renderer:
-        return t.cast(str, _cache["text"])
+    ctx = command.current()
+    if renderer is not None and ctx.kustomize_patches is not None:
+        made_by, text = ctx.kustomize_patches
+        if made_by is renderer:
+            return text
     text = build_patches(context, resolution)
-    _cache.update(renderer=renderer, text=text)
+    ctx.kustomize_patches = (renderer, text)
     return text
 
 

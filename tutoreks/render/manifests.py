@@ -14,11 +14,11 @@ import os
 import re
 import typing as t
 
-import click
 import jinja2
 import yaml
 
 from .. import tutor_compat
+from ..config import context as command
 from ..environment import parse_yaml_documents
 from ..exceptions import EksError
 from . import edge
@@ -202,17 +202,10 @@ def ca_bundle_part(ca: CaBundle) -> str:
 #: The names of the default manifests (``k8s/<name>.yml`` replaces one).
 DEFAULT_NAMES = ("ingress", "issuer", "certificate", "gateway", "httproute")
 
-_warned: set[str] = set()
-
 
 def warn(message: str) -> None:
     """Print a warning once per command (Tutor renders several times per command)."""
-    ctx = click.get_current_context(silent=True)
-    warned: set[str] = (
-        ctx.find_root().meta.setdefault("tutoreks.warned", set())
-        if ctx is not None
-        else _warned
-    )
+    warned = command.current().warned
     if message in warned:
         return
     warned.add(message)

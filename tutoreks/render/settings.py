@@ -19,9 +19,10 @@ settings module); any other value replaces.
 
 from __future__ import annotations
 
-import functools
 import json
 import typing as t
+
+from tutor import hooks
 
 from ..environment import Environment
 
@@ -100,7 +101,7 @@ def merge_code(
     return "\n".join(lines) + "\n"
 
 
-@functools.lru_cache(maxsize=8)
+@hooks.lru_cache  # Tutor's pattern: by the environment's content
 def production_patches(environment: Environment) -> tuple[tuple[str, str], ...]:
     """The ``openedx-{lms,cms}-production-settings`` patches of an environment."""
     patches = []
