@@ -226,13 +226,38 @@ def _init_tasks(tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:
 # --- deploy and command line ----------------------------------------------------------
 
 
-def _install_deploy_steps() -> None:
-    from .deploy import lifecycle
+def _deploy_step(name: str) -> t.Callable[[str], bool | None]:
+    """``deploy/lifecycle.<name>(root)`` around a ``tutor k8s`` command, when an
+    environment may be selected (inert, Tutor's own command runs untouched)."""
 
-    lifecycle.install()
+    def step(root: str) -> bool | None:
+        if not _selected(root):
+            return None
+        from .deploy import lifecycle
+
+        result: bool | None = getattr(lifecycle, name)(root)
+        return result
+
+    return step
 
 
-_install_deploy_steps()
+tutor_compat.wrap_k8s_command("delete", before=_deploy_step("before_delete"))
+tutor_compat.wrap_k8s_command("launch", before=_deploy_step("before_launch"))
+tutor_compat.wrap_k8s_command(
+    "start", before=_deploy_step("before_start"), after=_deploy_step("after_start")
+)
+tutor_compat.wrap_k8s_command("init", before=_deploy_step("before_init"))
+
+
+def _job_polled(config: dict[str, t.Any], job_name: str) -> None:
+    """Tutor's task runner polls ``job_name``: report it when it failed."""
+    if config.get("EKS_ENVIRONMENT"):
+        from .deploy import jobs
+
+        jobs.check(config, job_name)
+
+
+tutor_compat.wrap_job_wait(_job_polled)
 
 
 class _LazyGroup(click.Group):

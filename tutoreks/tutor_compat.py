@@ -407,7 +407,7 @@ class _PolledBatchApi:
 def wrap_k8s_command(
     name: str,
     before: t.Callable[[str], bool | None] | None = None,
-    after: t.Callable[[str], None] | None = None,
+    after: t.Callable[[str], object] | None = None,
 ) -> None:
     """Run ``before(root)`` / ``after(root)`` around ``tutor k8s <name>`` (also when
     another command invokes it: ``launch`` invokes ``start`` and ``init``); when

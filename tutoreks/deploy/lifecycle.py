@@ -29,12 +29,17 @@ from __future__ import annotations
 import os
 import typing as t
 
+import click
+from tutor import fmt
+
 from .. import signals, tutor_compat
+from ..config import context, instances, resolve, state
+from ..config.masking import Scrubber
+from ..render import manifests, record, services
+from . import jobs, prune, rollout, upgrade
 
 
 def before_launch(root: str) -> None:
-    from ..config import resolve  # the active machinery: not for inert commands
-
     resolution = resolve.for_root(root)
     if resolution is None:
         return
@@ -47,14 +52,6 @@ def before_launch(root: str) -> None:
 
 
 def before_start(root: str) -> None:
-    from ..config import (  # the active machinery: not for inert commands
-        context,
-        instances,
-        resolve,
-    )
-    from ..render import record
-    from . import jobs, prune
-
     resolution = resolve.for_root(root)
     if resolution is None:
         return
@@ -79,11 +76,6 @@ def before_start(root: str) -> None:
 
 
 def migrate_first(root: str, config: dict[str, t.Any]) -> None:
-    import click
-
-    from ..config import context  # the active machinery: not for inert commands
-    from . import upgrade
-
     def run_init() -> None:
         click.get_current_context().invoke(tutor_compat.k8s_command("init"), limit=None)
 
@@ -93,36 +85,22 @@ def migrate_first(root: str, config: dict[str, t.Any]) -> None:
 
 def before_init(root: str) -> bool:
     """``launch``'s own ``init`` is skipped when its migrations ran before ``start``."""
-    from ..config import context  # the active machinery: not for inert commands
-
     ctx = context.for_root(root)
     if ctx.migrated:
         ctx.migrated = False
-        from tutor import fmt
-
         fmt.echo_info("The migrations already ran before the Deployments switched.")
         return False
     return True
 
 
 def after_start(root: str) -> None:
-    from tutor import fmt
-
-    from ..config import (  # the active machinery: not for inert commands
-        context,
-        resolve,
-        state,
-    )
-    from ..config.masking import Scrubber
-    from . import jobs, prune, rollout
-
     resolution = resolve.for_root(root)
     if resolution is None:
         return
     ctx = context.for_root(root)
     config = ctx.start_config or tutor_compat.load_full(root)
     ctx.start_config = None
-    kube = context.for_root(root).kube()
+    kube = ctx.kube()
     namespace = str(config["K8S_NAMESPACE"])
     plan = None
     if resolution.state is not None and config.get("EKS_PRUNE"):
@@ -145,26 +123,13 @@ def after_start(root: str) -> None:
     if resolution.state is not None:
         annotations[state.REDIS_PREFIX_ANNOTATION] = str(config["REDIS_KEY_PREFIX"])
         state.record_deploy(kube, resolution.state, annotations)
-    context.for_root(root).forget()
+    ctx.forget()
 
 
 def warn_prefix_change(annotations: dict[str, str], config: dict[str, t.Any]) -> None:
-    from tutor import fmt
-
-    from ..render import services
-
     message = services.prefix_change(annotations, str(config["REDIS_KEY_PREFIX"]))
     if message:
         fmt.echo_alert(message)
-
-
-def job_polled(config: dict[str, t.Any], job_name: str) -> None:
-    """Tutor's task runner polls ``job_name``: report it when it failed."""
-    if not config.get("EKS_ENVIRONMENT"):
-        return
-    from . import jobs
-
-    jobs.check(config, job_name)
 
 
 def before_delete(root: str) -> None:
@@ -172,9 +137,6 @@ def before_delete(root: str) -> None:
     object of the kustomization by name, cluster-scoped ones included. The
     cluster-scoped objects of an environment's k8s/ (an issuer other environments
     share) are left out of env/ while the command runs, and put back after."""
-    from ..config import resolve  # the active machinery: not for inert commands
-    from ..render import manifests
-
     if resolve.for_root(root) is None:
         return
     path = os.path.join(tutor_compat.env_dir(root), *manifests.OUTPUT.split("/"))
@@ -194,17 +156,7 @@ def before_delete(root: str) -> None:
             f.write(text)
 
     tutor_compat.on_command_end(put_back)
-    from tutor import fmt
-
     fmt.echo_info(
         "Left on the cluster (cluster-scoped, possibly shared with other "
         f"environments): {', '.join(shared)}"
     )
-
-
-def install() -> None:
-    tutor_compat.wrap_k8s_command("delete", before=before_delete)
-    tutor_compat.wrap_k8s_command("launch", before=before_launch)
-    tutor_compat.wrap_k8s_command("start", before=before_start, after=after_start)
-    tutor_compat.wrap_k8s_command("init", before=before_init)
-    tutor_compat.wrap_job_wait(job_polled)
