@@ -12,6 +12,8 @@ import typing as t
 import uuid
 from pathlib import Path
 
+import jinja2
+import jinja2.bccache
 import pytest
 import yaml
 
@@ -282,6 +284,40 @@ def fast_rsa_keys() -> t.Iterator[None]:
     utils.RSA = _FastRsa(real)  # type: ignore[assignment]
     yield
     utils.RSA = real
+
+
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Jinja's bytecode cache, in memory: each of Tutor's template files is
+    compiled once per test process instead of once per render (keyed by name and
+    source checksum: a changed template compiles again)."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_templates() -> t.Iterator[None]:
+    """Tutor's Jinja environments, in this process, share compiled templates.
+    Tutor run as a subprocess compiles its own."""
+    from tutor import env
+
+    cache = _CompiledTemplates()
+    real = env.JinjaEnvironment.__init__
+
+    def init(self: env.JinjaEnvironment) -> None:
+        real(self)
+        self.bytecode_cache = cache
+
+    env.JinjaEnvironment.__init__ = init  # type: ignore[method-assign]
+    yield
+    env.JinjaEnvironment.__init__ = real  # type: ignore[method-assign]
 
 
 @pytest.fixture
