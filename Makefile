@@ -33,7 +33,7 @@ UNIT := not cluster and not services and not kubectl
 test: test-lint test-types test-unit test-services test-cluster test-docs ## Run everything: lint, types, the unit, service and cluster tiers, then the docs
 
 test-unit: install ## Unit tier: in-process, no Go, kubectl, database or cluster (under a minute)
-	$(PY) -m pytest -m "$(UNIT)" -n 3 $(PYTEST_ARGS)  # 3 workers on 2 cores: some tests wait on timers
+	$(PY) -m pytest -m "$(UNIT)" -n 3 --dist worksteal $(PYTEST_ARGS)  # 3 workers on 2 cores: some tests wait on timers; idle workers take queued tests from busy ones
 
 system-packages: ## Install the Debian packages the tests need (MariaDB, Redis, curl, openssl), if missing
 	bash scripts/system-packages.sh
