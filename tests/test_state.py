@@ -106,6 +106,10 @@ def test_three_ci_jobs_from_empty_roots_deploy_one_instance(
         diff = third.tutor("eks", "diff", check=False)
         assert diff.returncode == 0, diff.stdout[-2000:] + diff.stderr[-2000:]
         assert_nowhere_but_secrets(cluster, namespace, kept.values(), third)
+        # The JWT key stands in config.yml as a stand-in: the next command's first
+        # load, before the plugin is loaded, generates no key (0.3-1 s).
+        assert third.config()["JWT_RSA_PRIVATE_KEY"] == defaults.STAND_IN
+        assert third.value("JWT_RSA_PRIVATE_KEY") == kept["JWT_RSA_PRIVATE_KEY"].strip()
         state = cluster.get_json("secret", STATE, "-n", namespace)
         annotations = state["metadata"]["annotations"]
         assert annotations["tutor-contrib-eks/environment"] == "dev"

@@ -68,6 +68,22 @@ def test_unique_keys_are_base_yml_and_config_unique() -> None:
         hooks.clear_all(context=hooks.Contexts.app("compat-test").name)
 
 
+def test_slow_unique_keys_are_those_made_by_a_slow_filter() -> None:
+    """Tutor's JWT key is made by ``rsa_private_key`` (0.3-1 s), a plugin's too."""
+    templates = tutor_compat.unique_templates()
+    assert "rsa_private_key" in templates["JWT_RSA_PRIVATE_KEY"]
+    assert "random_string" in templates["OPENEDX_SECRET_KEY"]
+    assert tutor_compat.slow_unique_keys() == ["JWT_RSA_PRIVATE_KEY"]
+    with hooks.Contexts.app("compat-test").enter():
+        hooks.Filters.CONFIG_UNIQUE.add_item(
+            ("COMPAT_KEY", "{{ 2048|rsa_private_key }}")
+        )
+    try:
+        assert tutor_compat.slow_unique_keys() == ["JWT_RSA_PRIVATE_KEY", "COMPAT_KEY"]
+    finally:
+        hooks.clear_all(context=hooks.Contexts.app("compat-test").name)
+
+
 def test_save_params_are_those_of_config_save() -> None:
     names = {p.name for p in config_commands.save.params}
     assert set(tutor_compat.SAVE_KEY_PARAMS) | {tutor_compat.SAVE_UNSET_PARAM} <= names

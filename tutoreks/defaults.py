@@ -16,6 +16,13 @@ CLB_ANNOTATIONS: dict[str, str] = {
     "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout": "300",
 }
 
+#: What config.yml holds, instead of nothing, for a generated value that is slow
+#: to make (an RSA key) when the cluster provides it (``guard.py``): Tutor loads
+#: config.yml once before any plugin is loaded and would otherwise generate a new
+#: key there, 0.3-1 s, on every command. Never used as a value: the plugin's layers
+#: replace it, or Tutor's own default does (``plugin.py``).
+STAND_IN = "(tutor-contrib-eks: read from the cluster by each command)"
+
 #: The edge modes (``render/edge.py``): what faces the internet in front of Caddy.
 EDGES = ("ingress", "gateway", "alb", "caddy")
 ISSUER_KINDS = ("ClusterIssuer", "Issuer")

@@ -11,10 +11,12 @@ goes through :func:`guarded_save` (``tutor_compat.replace_save_config_file``), w
    cluster's state Secret (``config/state.py``), or takes the ones another deploy
    stored there first;
 3. writes config.yml without any value the plugin provided (environment, Secrets,
-   state, variables): a key the root already had keeps the root's value.
+   state, variables): a key the root already had keeps the root's value; a slow
+   generated value (the JWT key) is written as a stand-in (:func:`stand_in_slow_keys`).
 
 The config dict Tutor passes is never changed in place, except for generated
-values that another deploy stored first (step 2), which Tutor must use.
+values that another deploy stored first (step 2), which Tutor must use, and when
+``tutor plugins disable eks`` runs (:func:`without_the_plugin`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tutor import fmt
 from . import signals, tutor_compat
 from .config import context, instances, resolve, state
 from .config.values import quoted_string_escape
+from .defaults import STAND_IN
 from .exceptions import EksError
 
 BACKUP_PREFIX = ".eks-env-backup-"
@@ -90,9 +93,13 @@ def install() -> None:
     tutor_compat.replace_save_config_file(guarded_save)
 
 
+#: The running command disables the plugin (:func:`without_the_plugin`).
+DISABLED = "tutoreks.disabled"
+
+
 def guarded_save(root: str, config: dict[str, t.Any]) -> None:
     resolution = resolve.for_root(root)
-    if resolution is None:
+    if resolution is None or tutor_compat.command_value(DISABLED):
         # Inert: Tutor's own behaviour (its file, written atomically), no snapshot.
         tutor_compat.write_config_atomically(root, config)
         return
@@ -156,7 +163,29 @@ def without_injected(
             result[key] = previous[key]
         else:
             result.pop(key, None)
+    stand_in_slow_keys(result, resolution, kept)
     return result
+
+
+def without_the_plugin(root: str, config: dict[str, t.Any]) -> None:
+    """``tutor plugins disable eks``: ``config``, which Tutor writes next, loses
+    the values the plugin provided and the stand-ins; that write is Tutor's own."""
+    clean = without_injected(root, config, resolve.for_root(root))
+    config.clear()
+    config.update({k: v for k, v in clean.items() if v != STAND_IN})
+    tutor_compat.set_command_value(DISABLED, True)
+
+
+def stand_in_slow_keys(
+    result: dict[str, t.Any], resolution: resolve.Resolution, kept: t.Iterable[str]
+) -> None:
+    """A slow generated value (an RSA key) that the cluster provides is written as
+    :data:`~tutoreks.defaults.STAND_IN`, so that Tutor's first load of config.yml
+    in the next command, before any plugin is loaded, does not generate one."""
+    provided = set(resolution.values) | set(kept)
+    for key in tutor_compat.slow_unique_keys():
+        if key in provided and key not in result:
+            result[key] = STAND_IN
 
 
 def keep_templates(

@@ -31,6 +31,15 @@ PATCHES_ROOT = os.path.join(os.path.dirname(__file__), "patches")
 # --- configuration ------------------------------------------------------------
 
 
+def _root_text(root: str) -> str:
+    """The root's config.yml as text ("" when there is none)."""
+    try:
+        with open(tutor_compat.config_path(root), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _selected(root: str) -> bool:
     """Whether an environment may be selected: TUTOR_EKS_ENVIRONMENT, or
     EKS_ENVIRONMENT in the root's config.yml (a text search, no parse). When not,
@@ -40,11 +49,7 @@ def _selected(root: str) -> bool:
         return True
     if tutor_compat.command_value("tutoreks.environment") is not None:
         return True
-    try:
-        with open(tutor_compat.config_path(root), encoding="utf-8") as f:
-            return "EKS_ENVIRONMENT" in f.read()
-    except OSError:
-        return False
+    return "EKS_ENVIRONMENT" in _root_text(root)
 
 
 def _resolution() -> Resolution | None:
@@ -60,7 +65,34 @@ def _resolution() -> Resolution | None:
 @hooks.Filters.CONFIG_USER.add()
 def _config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
     resolution = _resolution()
-    return items + list(resolution.values.items()) if resolution else items
+    provided = resolution.values if resolution else {}
+    return items + list(provided.items()) + _instead_of_stand_ins(provided)
+
+
+def _instead_of_stand_ins(provided: t.Mapping[str, t.Any]) -> list[tuple[str, t.Any]]:
+    """A stand-in of config.yml (``guard.py``) that nothing replaces in this command
+    (no environment selected, no state read) becomes Tutor's own default again: a
+    new value is generated, as without the plugin."""
+    text = _root_text(tutor_compat.current_root())
+    if defaults.STAND_IN not in text:
+        return []
+    templates = tutor_compat.unique_templates()
+    root_config = tutor_compat.read_root_config_text(text)
+    return [
+        (key, templates[key])
+        for key, value in root_config.items()
+        if value == defaults.STAND_IN and key in templates and key not in provided
+    ]
+
+
+@hooks.Actions.PLUGIN_UNLOADED.add(priority=hooks.priorities.HIGH - 1)
+def _disabled(plugin: str, root: str, config: dict[str, t.Any]) -> None:
+    """``tutor plugins disable eks``: Tutor then writes config.yml as plain Tutor
+    reads it, without the plugin's values or stand-ins (before the hooks go)."""
+    if plugin == "eks" and _selected(root):
+        from . import guard
+
+        guard.without_the_plugin(root, config)
 
 
 @hooks.Actions.ENV_SAVED.add()

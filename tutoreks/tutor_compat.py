@@ -235,16 +235,35 @@ def load_full(root: str) -> dict[str, t.Any]:
     return tutor_config.load_full(root)
 
 
-def unique_keys() -> list[str]:
-    """The generated settings: Tutor's base.yml and every plugin's CONFIG_UNIQUE."""
+def unique_templates() -> dict[str, t.Any]:
+    """The generated settings, unrendered: Tutor's base.yml and every plugin's
+    CONFIG_UNIQUE (``{{ 2048|rsa_private_key }}``, ``{{ 24|random_string }}``)."""
     from tutor import config as tutor_config
     from tutor import hooks
 
-    keys = [k for k in tutor_config.get_template("base.yml") if k not in BASE_SETTINGS]
-    for key, _value in hooks.Filters.CONFIG_UNIQUE.iterate():
-        if key not in keys:
-            keys.append(key)
-    return keys
+    base = tutor_config.get_template("base.yml")
+    templates = {k: v for k, v in base.items() if k not in BASE_SETTINGS}
+    for key, value in hooks.Filters.CONFIG_UNIQUE.iterate():
+        templates.setdefault(key, value)
+    return templates
+
+
+def unique_keys() -> list[str]:
+    """The generated settings: Tutor's base.yml and every plugin's CONFIG_UNIQUE."""
+    return list(unique_templates())
+
+
+#: Tutor's template filters that take a noticeable time to generate a value.
+SLOW_GENERATORS = ("rsa_private_key",)
+
+
+def slow_unique_keys() -> list[str]:
+    """The generated settings made with a slow filter (Tutor's JWT key)."""
+    return [
+        key
+        for key, value in unique_templates().items()
+        if isinstance(value, str) and any(f in value for f in SLOW_GENERATORS)
+    ]
 
 
 # --- public hosts -------------------------------------------------------------------
