@@ -37,6 +37,17 @@ if t.TYPE_CHECKING:
 
 CHECKSUM_ANNOTATION = "tutor-contrib-eks/config-checksum"
 FAST_LOADER: t.Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: libyaml's emitter: the patches hold every workload's YAML as text, which the
+#: pure-Python emitter analyses character by character (0.15 s a save).
+FAST_DUMPER: t.Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump(data: t.Any, **options: t.Any) -> str:
+    """``yaml.safe_dump`` with libyaml."""
+    text: str = yaml.dump(data, Dumper=FAST_DUMPER, **options)
+    return text
+
+
 #: Task scripts read a value from a Secret as ``${TUTOREKS_<KEY>}``.
 ENV_PREFIX = "TUTOREKS_"
 
@@ -80,17 +91,17 @@ def build_patches(context: jinja2.runtime.Context, resolution: Resolution) -> st
     checksum = config_checksum(context, ca.text if ca is not None else "")
     keys = resolution.secret_keys()
     values = secret_values(resolution.raw_values(), keys)
-    patches = [{"patch": yaml.safe_dump(delete_configmap(name))} for name in CONFIGS]
+    patches = [{"patch": dump(delete_configmap(name))} for name in CONFIGS]
     image = str(context.get("DOCKER_IMAGE_OPENEDX") or "")
     found = workloads(context)
     for workload in found:
         mount = ca is not None and wants_ca(workload, image)
         patch = workload_patch(workload, checksum, keys, values, mount)
         if patch is not None:
-            patches.append({"patch": yaml.safe_dump(patch, sort_keys=False)})
+            patches.append({"patch": dump(patch, sort_keys=False)})
     origin = resolution.sources.get("EKS_WORKLOADS", "")
     patches += production_patches(context, origin, found)
-    return yaml.safe_dump(patches, sort_keys=False, width=1000)
+    return dump(patches, sort_keys=False, width=1000)
 
 
 def deployment_settings(
@@ -123,7 +134,7 @@ def production_patches(
     }
     return [
         {
-            "patch": yaml.safe_dump(
+            "patch": dump(
                 workloads_module.deployment_patch(
                     d, items[d["metadata"]["name"]], hosts
                 ),
