@@ -321,3 +321,15 @@ def test_rsa_private_keys_are_those_tutor_reads() -> None:
     assert not tutor_compat.is_rsa_private_key(
         "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"
     )
+
+
+def test_core_config_is_parsed_once_and_each_caller_gets_a_copy() -> None:
+    tutor_compat.parse_core_config_once()
+    get_template = tutor_config.get_template
+    original = get_template._tutoreks_original  # type: ignore[attr-defined]
+    for name in ("base.yml", "defaults.yml"):
+        first = get_template(name)
+        assert first == original(name)
+        first["COMPAT_ADDED"] = "x"
+        assert "COMPAT_ADDED" not in get_template(name)
+    assert tutor_config.load_defaults()["DOCKER_IMAGE_OPENEDX"]

@@ -120,6 +120,7 @@ def _save_config_file(root: str, config: dict[str, t.Any]) -> None:
 
 
 tutor_compat.replace_save_config_file(_save_config_file)
+tutor_compat.parse_core_config_once()
 
 
 @hooks.Filters.CONFIG_DEFAULTS.add()

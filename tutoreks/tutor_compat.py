@@ -189,6 +189,27 @@ def replace_save_config_file(save: SaveConfigFile) -> None:
     _wrap(tutor_config, "save_config_file", make)
 
 
+def parse_core_config_once() -> None:
+    """Tutor parses its ``base.yml`` and ``defaults.yml`` again at every config load
+    (several per command, 5-10 ms of YAML each): parsed once per process, and each
+    caller gets its own copy (Tutor adds to what it gets)."""
+    import copy
+
+    from tutor import config as tutor_config
+
+    def make(original: t.Callable[[str], t.Any]) -> t.Callable[[str], t.Any]:
+        parsed: dict[str, t.Any] = {}
+
+        def get_template(filename: str) -> t.Any:
+            if filename not in parsed:
+                parsed[filename] = original(filename)
+            return copy.deepcopy(parsed[filename])
+
+        return get_template
+
+    _wrap(tutor_config, "get_template", make)
+
+
 def write_config_atomically(root: str, config: dict[str, t.Any]) -> None:
     """What ``tutor.config.save_config_file`` does, through a temporary file and a
     rename: a command reading config.yml at the same time sees the old file or the
