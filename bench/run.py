@@ -769,15 +769,17 @@ How the numbers are made, and why they are what they are:
 - **Save against variables**: the same values, once given to Tutor alone as
   TUTOR_* variables (no cluster, no plugin), once read by the plugin: the
   difference is the client import, the requests, and the plugin's rendering (the
-  profile above says where), and one thing the plugin cannot change: a root whose
-  generated values are kept in the state has no `JWT_RSA_PRIVATE_KEY` in its
-  config.yml, so Tutor generates a 2048-bit RSA key (0.1 to 0.7 s, at random)
-  when it loads the root to find the plugins to enable, before any plugin is
-  loaded. Tutor alone's root holds its key.
+  profile above says where). Tutor loads the root's config.yml once before any
+  plugin is loaded; a root whose JWT key is kept in the state holds a stand-in
+  for it there, or Tutor would generate a 2048-bit RSA key (0.3 to 1 s, at
+  random) on every command (it did until 2026-12-06: 2.5-2.9x, now about 1.5x).
 - **Environments**: only the selected environment's folder is read; the others are
   never listed.
-- **Secrets**: up to 16 GETs in flight at once over the client's connection pool
-  (connections are reused), so 40 Secrets cost about what 4 do.
+- **Secrets**: four GETs in flight at once over four reused connections (a TLS
+  handshake costs more than a GET), so 40 Secrets cost little more than 4.
+- **Noise**: this machine is a shared VM; the same code measured minutes apart
+  moved the ratios by up to 0.1 (inert 0.96-1.06, client-certificate config
+  stage 1.09-1.20). A row near its target is worth running again.
 - **Launch**: pods are simulated by kwok (no image runs); it measures Tutor, the
   plugin, kubectl and the API server.
 """
