@@ -26,6 +26,7 @@ case "${1:-}" in
     alive etcd || die "etcd is not running: run 'bash cluster/up.sh'"
     alive kube-apiserver || { stop "${CLIENTS[@]}"; kwokctl start cluster; }
     wait_until 90 "kube-apiserver" ready
+    wait_until 90 "kwok" kwok_up
     log "kube-apiserver ready"
     ;;
   status) alive kube-apiserver && ready ;;

@@ -96,3 +96,12 @@ stop() {
   done
   kill -9 "${pids[@]}" 2>/dev/null || true
 }
+# kwok exits at start when a kind its stages name (Gateway, Certificate ...) is not
+# served yet, as on a new cluster or right after the API server restarted (its
+# OpenAPI lacks the CRDs for a moment): start it again until it serves /healthz,
+# which it does once every stage controller runs.
+kwok_up() {
+  curl -sfk --max-time 2 "https://127.0.0.1:$(( $(cat "$KWOK_HOME/ports") + 5 ))/healthz" >/dev/null 2>&1 && return 0
+  alive kwok-controller || kwokctl start cluster
+  return 1
+}

@@ -145,14 +145,6 @@ apply() {
   "${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager=tutor-eks-cluster-up "$@" \
     >>"$LOG_DIR/bootstrap.log" 2>&1 || { tail -n 20 "$LOG_DIR/bootstrap.log" >&2; die "bootstrap: kubectl apply failed"; }
 }
-# kwok exits at start when a kind its stages name (Gateway, Certificate ...) is not
-# served yet, as on a new cluster: start it again until it serves /healthz, which
-# it does once every stage controller runs.
-kwok_up() {
-  curl -sfk --max-time 2 "https://127.0.0.1:$((PORT + 5))/healthz" >/dev/null 2>&1 && return 0
-  alive kwok-controller || kwokctl start cluster
-  return 1
-}
 if (( started )) || ! in_place; then
   PORT="$(cat "$KWOK_HOME/ports")"
   apiserver_ready() { "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1; }
