@@ -89,11 +89,13 @@ def unload_plugins_but_eks() -> None:
 
     from tutor import plugins
 
+    others = [name for name in plugins.iter_loaded() if name != "eks"]
+    if not others:
+        return
     modules = {e.name: e.value for e in entry_points(group="tutor.plugin.v1")}
-    for name in list(plugins.iter_loaded()):
-        if name != "eks":
-            plugins.unload(name)
-            sys.modules.pop(modules.get(name, ""), None)
+    for name in others:
+        plugins.unload(name)
+        sys.modules.pop(modules.get(name, ""), None)
 
 
 class Project:

@@ -40,22 +40,23 @@ def _root_text(root: str) -> str:
         return ""
 
 
-def _selected(root: str) -> bool:
+def _selected(root: str, text: str | None = None) -> bool:
     """Whether an environment may be selected: TUTOR_EKS_ENVIRONMENT, or
-    EKS_ENVIRONMENT in the root's config.yml (a text search, no parse). When not,
-    the plugin is inert: Tutor's behaviour, nothing else imported or built.
+    EKS_ENVIRONMENT in the root's config.yml (a text search, no parse; ``text``
+    when the caller read it already). When not, the plugin is inert: Tutor's
+    behaviour, nothing else imported or built.
     (`tutor eks envs` selects each environment in turn: ``config/context.py``.)"""
     if "TUTOR_EKS_ENVIRONMENT" in os.environ:
         return True
     if tutor_compat.command_value("tutoreks.environment") is not None:
         return True
-    return "EKS_ENVIRONMENT" in _root_text(root)
+    return "EKS_ENVIRONMENT" in (_root_text(root) if text is None else text)
 
 
-def _resolution() -> Resolution | None:
+def _resolution(text: str | None = None) -> Resolution | None:
     """The running command's resolution, None when inert."""
     root = tutor_compat.current_root()
-    if not _selected(root):
+    if not _selected(root, text):
         return None
     from .config import resolve
 
@@ -64,16 +65,19 @@ def _resolution() -> Resolution | None:
 
 @hooks.Filters.CONFIG_USER.add()
 def _config_user(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
-    resolution = _resolution()
+    text = _root_text(tutor_compat.current_root())  # read once per config load
+    resolution = _resolution(text)
     provided = resolution.values if resolution else {}
-    return items + list(provided.items()) + _instead_of_stand_ins(provided)
+    return items + list(provided.items()) + _instead_of_stand_ins(text, provided)
 
 
-def _instead_of_stand_ins(provided: t.Mapping[str, t.Any]) -> list[tuple[str, t.Any]]:
-    """A stand-in of config.yml (``guard.py``) that nothing replaces in this command
-    (no environment selected, no state read) becomes Tutor's own default again: a
-    new value is generated, as without the plugin."""
-    text = _root_text(tutor_compat.current_root())
+def _instead_of_stand_ins(
+    text: str, provided: t.Mapping[str, t.Any]
+) -> list[tuple[str, t.Any]]:
+    """A stand-in of config.yml (``guard.py``, ``text`` is the root's config.yml)
+    that nothing replaces in this command (no environment selected, no state read)
+    becomes Tutor's own default again: a new value is generated, as without the
+    plugin."""
     if defaults.STAND_IN not in text:
         return []
     templates = tutor_compat.unique_templates()
