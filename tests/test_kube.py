@@ -656,6 +656,41 @@ def test_an_answer_dripping_one_byte_every_two_seconds_is_bounded(
     assert elapsed < 3.0 + 1.0, f"{elapsed:.1f} s"
 
 
+def test_many_secrets_read_over_a_few_connections_in_order(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 Secrets, four requests in flight: four TLS handshakes, one GET per
+    name, the answers in the order asked, None for the ones that do not exist."""
+    names = [f"s-{i:02d}" for i in range(40)]
+    present = [secret(NAMESPACE, n, {"V": n}) for n in names if not n.endswith("7")]
+    with FakeApiServer(pki, secrets=present) as server:
+        use_kubeconfig(monkeypatch, token_kubeconfig(tmp_path, server.url, pki))
+        answers = client().get_each(SECRETS, names, NAMESPACE, connections=4)
+    assert [a and decoded(a)["V"] for a in answers] == [
+        None if n.endswith("7") else n for n in names
+    ]
+    assert server.handshakes == 4
+    assert sorted(s.path.rsplit("/", 1)[1] for s in server.seen) == names
+
+
+def test_many_secrets_from_a_dripping_server_are_bounded_by_one_deadline(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight Secrets over two connections, every answer dripping: one deadline
+    for all of them (not one per request), the error names the first one asked."""
+    monkeypatch.setattr(kube, "REQUEST_DEADLINE", 3.0)
+    names = [f"s-{i}" for i in range(8)]
+    with RawTLSServer(pki, drip("headers")) as server:
+        use_kubeconfig(monkeypatch, token_kubeconfig(tmp_path, server.url, pki))
+        client()
+        error, elapsed = raises_kube_error(
+            lambda: client().get_each(SECRETS, names, NAMESPACE, connections=2)
+        )
+        assert len(server.connections) == 2  # the others were never sent
+    assert "Secret openedx-dev/s-0" in str(error) and "3 s" in str(error), error
+    assert elapsed < 3.0 + 1.0, f"{elapsed:.1f} s"
+
+
 HUGE = 300 * 1024 * 1024
 
 

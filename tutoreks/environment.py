@@ -178,8 +178,8 @@ def unknown_environment_message(root: Path, name: str) -> str:
 # --- YAML ------------------------------------------------------------------------
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys (YAML would keep the
+class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader (libyaml's parser when PyYAML has it) that refuses duplicate mapping keys (YAML would keep the
     last), keys that are not scalars, and documents whose aliases expand to more
     than :data:`MAX_YAML_NODES` nodes."""
 

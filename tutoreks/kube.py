@@ -18,10 +18,12 @@ Nothing here imports the client: a command that reads no cluster does not.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 import typing as t
+from dataclasses import dataclass, field
 
 from .exceptions import EksError
 from .resources import *  # noqa: F403 - the resource table, as before
@@ -40,6 +42,10 @@ EXEC_TIMEOUT = 30.0
 EXPIRY_SKEW = 300.0
 CHUNK = 65536
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
+
+
+#: Objects answered, in the order asked; None where one does not exist.
+Answers = list[dict[str, t.Any] | None]
 
 
 class KubeError(EksError):
@@ -75,12 +81,24 @@ class Kube:
     ) -> dict[str, t.Any] | None:
         """The object, or None when it does not exist. ``deadline`` (a
         ``time.monotonic()`` value) bounds several requests together."""
-        try:
-            return self.request("GET", resource, namespace, name, deadline=deadline)
-        except KubeError as e:
-            if e.status == 404:
-                return None
-            raise
+        return self.get_each(resource, [name], namespace, deadline=deadline)[0]
+
+    def get_each(
+        self,
+        resource: Resource,
+        names: t.Sequence[str],
+        namespace: str | None,
+        *,
+        connections: int = 1,
+        deadline: float | None = None,
+    ) -> Answers:
+        """Each named object (None where it does not exist), ``connections``
+        requests in flight at once, all of them ended by one deadline."""
+        end = deadline or time.monotonic() + REQUEST_DEADLINE
+        calls = [
+            _Call("GET", resource, namespace, name, missing=True) for name in names
+        ]
+        return self._run(calls, end, connections)
 
     def list(
         self,
@@ -169,33 +187,48 @@ class Kube:
     ) -> dict[str, t.Any]:
         """One request, retried by the client, ended at :data:`REQUEST_DEADLINE`
         (or ``deadline``). ``verb`` is the RBAC verb (LIST is a GET)."""
-        what = describe(verb, resource, namespace, name)
-        url = self.server + resource.path(namespace, name)
-        params = "&".join(f"{k}={_quote(v)}" for k, v in (query or {}).items() if v)
-        url += f"?{params}" if params else ""
         end = deadline or time.monotonic() + REQUEST_DEADLINE
+        call = _Call(verb, resource, namespace, name, body=body, query=query or {})
+        return t.cast(dict[str, t.Any], self._run([call], end, 1)[0])
+
+    def _run(self, calls: t.Sequence[_Call], deadline: float, workers: int) -> Answers:
+        """The calls' answers, made by ``workers`` threads (one connection each)."""
         try:
-            status, reason, payload = _within(
-                end,
-                lambda: self._exchange(
-                    "GET" if verb == "LIST" else verb, url, body, end
-                ),
+            return _within(
+                deadline,
+                [functools.partial(self._answer, call, deadline) for call in calls],
+                workers,
             )
-        except _Unreachable as e:
-            raise KubeError(
-                f"Cannot reach the Kubernetes API server {self.server} ({self.source}) "
-                f"for {what}: {e}."
+        except _Late as late:
+            raise self._unreachable(
+                calls[late.index], f"no complete answer within {REQUEST_DEADLINE:g} s"
             ) from None
+
+    def _answer(self, call: _Call, deadline: float) -> dict[str, t.Any] | None:
+        url = self.server + call.resource.path(call.namespace, call.name)
+        params = "&".join(f"{k}={_quote(v)}" for k, v in call.query.items() if v)
+        url += f"?{params}" if params else ""
+        method = "GET" if call.verb == "LIST" else call.verb
+        try:
+            status, reason, payload = self._exchange(method, url, call.body, deadline)
+        except _Unreachable as e:
+            raise self._unreachable(call, str(e)) from None
+        if status == 404 and call.missing:
+            return None
         if status >= 400:
-            raise self._refusal(
-                status, reason, payload, verb, resource, namespace, what
-            )
+            raise self._refusal(status, reason, payload, call)
         if not isinstance(payload, dict):
             raise KubeError(
-                f"The Kubernetes API server {self.server} answered {what} with "
+                f"The Kubernetes API server {self.server} answered {call.what} with "
                 "something that is not a JSON object."
             )
         return payload
+
+    def _unreachable(self, call: _Call, why: str) -> KubeError:
+        return KubeError(
+            f"Cannot reach the Kubernetes API server {self.server} ({self.source}) "
+            f"for {call.what}: {why}."
+        )
 
     def _exchange(
         self, method: str, url: str, body: t.Any, deadline: float
@@ -231,14 +264,7 @@ class Kube:
         return {s["key"]: s["value"] for s in settings if s.get("value")}
 
     def _refusal(
-        self,
-        status: int,
-        reason: str,
-        payload: t.Any,
-        verb: str,
-        resource: Resource,
-        namespace: str | None,
-        what: str,
+        self, status: int, reason: str, payload: t.Any, call: _Call
     ) -> KubeError:
         message = ""
         if isinstance(payload, dict):
@@ -248,17 +274,17 @@ class Kube:
         if status == 401:
             text = (
                 f"The Kubernetes API server {self.server} refused the credentials of "
-                f"{self.source} ({what}): {detail}"
+                f"{self.source} ({call.what}): {detail}"
             )
         elif status == 403:
             text = (
-                f"Not allowed to {WORDS.get(verb, verb.lower())} {what} (verb "
-                f"{verb.lower()}, resource {resource.display()}"
-                f"{', namespace ' + namespace if namespace else ''}) on {self.server}: "
+                f"Not allowed to {WORDS.get(call.verb, call.verb.lower())} {call.what} "
+                f"(verb {call.verb.lower()}, resource {call.resource.display()}"
+                f"{', namespace ' + call.namespace if call.namespace else ''}) on {self.server}: "
                 f"{detail}. Grant it with the Role of `tutor eks rbac`."
             )
         else:
-            text = f"{what} failed on {self.server}: HTTP {status} {detail}"
+            text = f"{call.what} failed on {self.server}: HTTP {status} {detail}"
         return KubeError(text, status, reason)
 
 
@@ -272,27 +298,76 @@ def _quote(value: str) -> str:
     return quote(value, safe="")
 
 
-def _within(deadline: float, call: t.Callable[[], t.Any]) -> t.Any:
-    """``call()``, or :class:`_Unreachable` at ``deadline``. The client's timeouts
-    are per read: a server sending one byte every few seconds would hold the call
-    for ever. On timeout the call's (daemon) thread is left to end on its own."""
-    outcome: list[tuple[bool, t.Any]] = []
+class _Late(Exception):
+    """The call at ``index`` had no complete answer by the deadline."""
 
-    def run() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as e:  # re-raised in the caller's thread
-            outcome.append((False, e))
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
 
-    worker = threading.Thread(target=run, name="tutor-eks-kube", daemon=True)
-    worker.start()
-    worker.join(max(0.5, deadline - time.monotonic()))
-    if not outcome:
-        raise _Unreachable(f"no complete answer within {REQUEST_DEADLINE:g} s")
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
+
+@dataclass(frozen=True)
+class _Call:
+    """One request to make: the RBAC verb (LIST is a GET), what and where."""
+
+    verb: str
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    body: dict[str, t.Any] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    #: A 404 answers None rather than an error.
+    missing: bool = False
+
+    @property
+    def what(self) -> str:
+        return describe(self.verb, self.resource, self.namespace, self.name)
+
+
+def _within(
+    deadline: float, calls: list[t.Callable[[], t.Any]], workers: int
+) -> list[t.Any]:
+    """Each call's result, the calls made by ``workers`` daemon threads, or
+    :class:`_Late` at ``deadline``. The client's timeouts are per read: a server
+    sending one byte every few seconds would hold a call for ever. The first
+    failure in the calls' order is raised; at the deadline, threads still waiting
+    are left to end on their own (they take no further call)."""
+    outcomes: dict[int, tuple[bool, t.Any]] = {}
+    queue = iter(enumerate(calls))
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def work() -> None:
+        while not done.is_set():
+            with lock:
+                item = next(queue, None)
+            if item is None:
+                return
+            index, call = item
+            try:
+                outcome = (True, call())
+            except BaseException as e:  # re-raised in the caller's thread
+                outcome = (False, e)
+            with lock:
+                outcomes[index] = outcome
+                if len(outcomes) == len(calls):
+                    done.set()
+
+    for _ in range(max(1, min(workers, len(calls)))):
+        threading.Thread(target=work, name="tutor-eks-kube", daemon=True).start()
+    done.wait(max(0.5, deadline - time.monotonic()))
+    done.set()
+    with lock:
+        answered = dict(outcomes)
+    results = []
+    for index in range(len(calls)):
+        if index not in answered:
+            raise _Late(index)
+        ok, value = answered[index]
+        if not ok:
+            raise value
+        results.append(value)
+    return results
 
 
 def _read_body(response: t.Any, deadline: float) -> bytes:

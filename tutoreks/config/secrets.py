@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 import typing as t
 from dataclasses import dataclass, field
 
 from ..exceptions import EksError
-from ..kube import REQUEST_DEADLINE, SECRETS, Kube
+from ..kube import SECRETS, Kube
 
 #: How a resolution's ``sources`` name a value that comes from an operator's Secret.
 SOURCE_PREFIX = "Secret "
@@ -143,25 +142,19 @@ def fetch(
     renames: dict[tuple[str, str], str],
 ) -> SecretValues:
     """GET every listed Secret concurrently and map its keys to Tutor keys."""
-    import concurrent.futures  # with logging: not for commands that read nothing
-
-    def get(spec: SecretSpec) -> tuple[SecretSpec, dict[str, t.Any] | None]:
-        secret = kube.get(SECRETS, spec.name, namespace, deadline=deadline)
+    # A few connections, reused (a TLS handshake costs more than a GET), and one
+    # deadline for all requests: an unreachable API server costs one request's
+    # bounded time, whatever the number of Secrets (the default list has eleven).
+    found = kube.get_each(
+        SECRETS, [spec.name for spec in specs], namespace, connections=CONNECTIONS
+    )
+    answers = list(zip(specs, found, strict=True))
+    for spec, secret in answers:
         if secret is None and not spec.optional:
             raise EksError(
                 f"Secret {namespace}/{spec.name} not found: create it in namespace "
                 f"{namespace!r}, or mark it optional in EKS_SECRETS ({spec.name}?)."
             )
-        return spec, secret
-
-    # A few connections, reused (a TLS handshake costs more than a GET), and one
-    # deadline for all requests: an unreachable API server costs one request's
-    # bounded time, whatever the number of Secrets (the default list has eleven).
-    deadline = time.monotonic() + REQUEST_DEADLINE
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(CONNECTIONS, max(1, len(specs)))
-    ) as pool:
-        answers = list(pool.map(get, specs))
     result = SecretValues(namespace=namespace)
     for spec, secret in answers:
         if secret is None:
