@@ -18,6 +18,8 @@ from tutor.commands import k8s as tutor_k8s
 
 from tutoreks import tutor_compat
 
+from .conftest import Project
+
 
 def core_template(name: str) -> str:
     return str(tutor_env.read_core_template_file(*name.split("/")))
@@ -333,3 +335,61 @@ def test_core_config_is_parsed_once_and_each_caller_gets_a_copy() -> None:
         first["COMPAT_ADDED"] = "x"
         assert "COMPAT_ADDED" not in get_template(name)
     assert tutor_config.load_defaults()["DOCKER_IMAGE_OPENEDX"]
+
+
+def count_rsa_imports(monkeypatch: pytest.MonkeyPatch) -> list[t.Any]:
+    """What pycryptodome's ``RSA.import_key`` (Tutor's reader) is given, from now on."""
+    from Crypto.PublicKey import RSA
+
+    imports: list[t.Any] = []
+    real_import = RSA.import_key
+
+    def import_key(data: t.Any, *args: t.Any) -> t.Any:
+        imports.append(data)
+        return real_import(data, *args)
+
+    monkeypatch.setattr(RSA, "import_key", import_key)
+    return imports
+
+
+def test_the_jwt_key_is_imported_once_for_every_settings_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tutor's settings templates import the signing key in each file they render:
+    with the plugin's filter, the first import is kept (the JWKs render the same),
+    and a key Tutor cannot read is still an error every time."""
+    from tutor import utils
+
+    pem = utils.rsa_private_key(1024)
+    template = (
+        "{% set key | rsa_import_key %}{{ JWT_RSA_PRIVATE_KEY }}{% endset %}"
+        "{{ key.n|long_to_base64 }} {{ key.d|long_to_base64 }}"
+    )
+    config: dict[str, t.Any] = {"JWT_RSA_PRIVATE_KEY": pem}
+    tutors_own = tutor_env.Renderer(config)
+    tutors_own.environment.filters["rsa_import_key"] = utils.rsa_import_key
+    expected = tutors_own.render_str(template)
+
+    imports = count_rsa_imports(monkeypatch)
+    filters = dict(tutor_compat.with_rsa_import_once([("rsa_import_key", None)]))
+    assert filters["rsa_import_key"] is tutor_compat.rsa_import_key
+    for _ in range(5):
+        renderer = tutor_env.Renderer(config)
+        renderer.environment.filters.update(filters)
+        assert renderer.render_str(template) == expected
+    assert len(imports) == 1
+    for _ in range(2):
+        assert not tutor_compat.is_rsa_private_key("-----BEGIN RSA PRIVATE KEY-----")
+    assert len(imports) == 3
+
+
+def test_a_save_imports_the_jwt_key_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tutor alone imports it four times per save (its lms and cms settings)."""
+    imports = count_rsa_imports(monkeypatch)
+    project.save("dev")
+    assert "JWT_PRIVATE_SIGNING_JWK" in project.env_file(
+        "apps/openedx/settings/lms/production.py"
+    )
+    assert len(imports) == 1

@@ -197,6 +197,11 @@ def _eks_service_settings(context: jinja2.runtime.Context) -> str:
     return services.settings_patch(context.get_all(), resolution)
 
 
+@hooks.Filters.ENV_TEMPLATE_FILTERS.add(priority=hooks.priorities.LOW)
+def _filters(items: list[tuple[str, t.Any]]) -> list[tuple[str, t.Any]]:
+    return tutor_compat.with_rsa_import_once(items)
+
+
 hooks.Filters.ENV_TEMPLATE_VARIABLES.add_items(
     [
         ("eks_manifests", _eks_manifests),

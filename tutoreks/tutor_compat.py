@@ -5,7 +5,7 @@ plugin also needs a few things Tutor does not offer as API: the write of
 ``config.yml``, the running command's root and options, the label selector of
 ``tutor k8s start`` and the names it was given, the names of the ConfigMaps Tutor
 generates, its unique (generated) settings, the loaded plugins, the context of
-the public hosts, the task runner of ``tutor k8s do`` (its scripts and its wait
+the public hosts, its ``rsa_import_key`` filter, the task runner of ``tutor k8s do`` (its scripts and its wait
 for a Job) and the ``k8s`` command group. Each is reached through a function
 here, and each has a test in
 ``tests/test_tutor_compat.py`` that fails when a Tutor release changes it.
@@ -13,6 +13,7 @@ here, and each has a test in
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import typing as t
@@ -335,12 +336,31 @@ def write_env_version(root: str, version: str) -> None:
 def is_rsa_private_key(pem: str) -> bool:
     """Whether Tutor's ``rsa_import_key`` (which renders the JWT signing keys)
     reads ``pem`` as an RSA private key."""
-    from tutor import utils
-
     try:
-        return bool(utils.rsa_import_key(pem).has_private())
+        return bool(rsa_import_key(pem).has_private())
     except (ValueError, IndexError, TypeError):
         return False
+
+
+@functools.lru_cache(maxsize=4)
+def rsa_import_key(pem: str) -> t.Any:
+    """Tutor's ``rsa_import_key``, once per key and process. Tutor's settings
+    templates import the JWT signing key in each file they render (four per
+    save) and each import tests the key's primes again (20-30 ms); the key
+    object is only read. A key that cannot be read raises each time."""
+    from tutor import utils
+
+    return utils.rsa_import_key(pem)
+
+
+def with_rsa_import_once(
+    filters: list[tuple[str, t.Any]],
+) -> list[tuple[str, t.Any]]:
+    """Tutor's template filters, ``rsa_import_key`` replaced by :func:`rsa_import_key`."""
+    return [
+        (name, rsa_import_key if name == "rsa_import_key" else function)
+        for name, function in filters
+    ]
 
 
 def tutor_version() -> str:
