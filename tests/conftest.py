@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import jinja2
-import jinja2.bccache
 import pytest
 import yaml
 
@@ -288,38 +287,44 @@ def fast_rsa_keys() -> t.Iterator[None]:
     utils.RSA = real
 
 
-class _CompiledTemplates(jinja2.BytecodeCache):
-    """Jinja's bytecode cache, in memory: each of Tutor's template files is
-    compiled once per test process instead of once per render (keyed by name and
-    source checksum: a changed template compiles again)."""
-
-    def __init__(self) -> None:
-        self.code: dict[str, bytes] = {}
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        if bucket.key in self.code:
-            bucket.bytecode_from_string(self.code[bucket.key])
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        self.code[bucket.key] = bucket.bytecode_to_string()
+def _signature(environment: jinja2.Environment) -> tuple[t.Any, ...]:
+    """What, beside the source, decides the code Jinja compiles: the filters and
+    tests it knows and what each is passed (Tutor's environments differ only there)."""
+    return tuple(
+        tuple(sorted((n, getattr(f, "jinja_pass_arg", None)) for n, f in items))
+        for items in (environment.filters.items(), environment.tests.items())
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
 def compiled_templates() -> t.Iterator[None]:
-    """Tutor's Jinja environments, in this process, share compiled templates.
-    Tutor run as a subprocess compiles its own."""
+    """Tutor's Jinja environments, in this process, share compiled code: each of
+    Tutor's template files and each template string (config values, patches) is
+    compiled once per test process instead of once per renderer. Tutor run as a
+    subprocess compiles its own."""
     from tutor import env
 
-    cache = _CompiledTemplates()
-    real = env.JinjaEnvironment.__init__
+    code: dict[tuple[t.Any, ...], t.Any] = {}
+    real: t.Any = env.JinjaEnvironment.compile
 
-    def init(self: env.JinjaEnvironment) -> None:
-        real(self)
-        self.bytecode_cache = cache
+    def compile(
+        self: env.JinjaEnvironment,
+        source: t.Any,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> t.Any:
+        if not isinstance(source, str):
+            return real(self, source, name, filename, raw, defer_init)
+        key = (source, name, filename, raw, defer_init, _signature(self))
+        if key not in code:
+            code[key] = real(self, source, name, filename, raw, defer_init)
+        return code[key]
 
-    env.JinjaEnvironment.__init__ = init  # type: ignore[method-assign]
+    env.JinjaEnvironment.compile = compile  # type: ignore[assignment,method-assign]
     yield
-    env.JinjaEnvironment.__init__ = real  # type: ignore[method-assign]
+    env.JinjaEnvironment.compile = real  # type: ignore[method-assign]
 
 
 @pytest.fixture
