@@ -776,10 +776,20 @@ How the numbers are made, and why they are what they are:
 - **Environments**: only the selected environment's folder is read; the others are
   never listed.
 - **Secrets**: four GETs in flight at once over four reused connections (a TLS
-  handshake costs more than a GET), so 40 Secrets cost little more than 4.
+  handshake costs more than a GET), each connection worked by one thread that
+  takes the next name (no thread per request since 2026-12-06: 40 Secrets read in
+  49 ms instead of 58 in-process), so 40 Secrets cost little more than 4. What
+  remains is about 1 ms per GET: half of it the API server reading etcd (a
+  consistent read, as kubectl's), half the client's own Python.
+- **The JWT key**: Tutor reads `JWT_RSA_PRIVATE_KEY` with pycryptodome in each
+  settings file it renders (four per save, 20-30 ms each: the import tests the
+  key's primes); the plugin replaces that template filter with one that reads a
+  key once per process (since 2026-12-06). The bash stage and "Tutor alone" rows
+  run Tutor without the plugin and so pay the four reads.
 - **Noise**: this machine is a shared VM; the same code measured minutes apart
-  moved the ratios by up to 0.1 (inert 0.96-1.06, client-certificate config
-  stage 1.09-1.20). A row near its target is worth running again.
+  moved the ratios by up to 0.1 (inert 0.96-1.06; client-certificate config
+  stage 1.09-1.20 before the JWT key was read once, 1.32-1.45 after; 40 against
+  4 Secrets 1.08-1.16). A row near its target is worth running again.
 - **Launch**: pods are simulated by kwok (no image runs); it measures Tutor, the
   plugin, kubectl and the API server.
 """
