@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -287,6 +288,12 @@ def fast_rsa_keys() -> t.Iterator[None]:
     utils.RSA = real
 
 
+#: Filters that return a new value at each call: Jinja folds a call on a constant
+#: (``{{ 24|random_string }}``) into the compiled code, so a template using one
+#: is compiled again each time, as Tutor does, and each root gets its own value.
+GENERATORS = re.compile(r"\|\s*(random|random_string|rsa_private_key|uuid|encrypt)\b")
+
+
 def _signature(environment: jinja2.Environment) -> tuple[t.Any, ...]:
     """What, beside the source, decides the code Jinja compiles: the filters and
     tests it knows and what each is passed (Tutor's environments differ only there)."""
@@ -315,7 +322,7 @@ def compiled_templates() -> t.Iterator[None]:
         raw: bool = False,
         defer_init: bool = False,
     ) -> t.Any:
-        if not isinstance(source, str):
+        if not isinstance(source, str) or GENERATORS.search(source):
             return real(self, source, name, filename, raw, defer_init)
         key = (source, name, filename, raw, defer_init, _signature(self))
         if key not in code:

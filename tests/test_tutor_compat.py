@@ -393,3 +393,18 @@ def test_a_save_imports_the_jwt_key_once(
         "apps/openedx/settings/lms/production.py"
     )
     assert len(imports) == 1
+
+
+def test_each_new_root_generates_its_own_values(tmp_path: Path) -> None:
+    """Tutor's generated settings (passwords, the JWT key) differ between two new
+    roots made by one process, as they do between two processes."""
+    values = []
+    for name in ("first", "second"):
+        project = Project(tmp_path / name)
+        project.in_process = True
+        project.tutor("config", "save")
+        config = project.config()
+        values.append(
+            {k: config[k] for k in ("MYSQL_ROOT_PASSWORD", "JWT_RSA_PRIVATE_KEY", "ID")}
+        )
+    assert all(values[0][k] != values[1][k] for k in values[0]), "a value repeated"
