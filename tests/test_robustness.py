@@ -17,15 +17,19 @@ import yaml
 from .conftest import TUTOR, Project
 
 SLOW_PLUGIN = """
+import os
 import time
-import typing as t
 from tutor import hooks
 
 hooks.Filters.ENV_PATCHES.add_item(("openedx-lms-common-settings", "{{ slow_down() }}"))
 
 
 def slow_down():
-    time.sleep(4)
+    # The render has begun (config.yml is written): say so, then wait to be stopped.
+    started = os.environ.get("SLOW_PLUGIN_STARTED")
+    if started:
+        open(started, "w").close()
+        time.sleep(60)
     return ""
 
 
@@ -42,6 +46,15 @@ def start(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for(path: Path, run: subprocess.Popen[str]) -> None:
+    """Until ``path`` exists; the run must not end first."""
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert run.poll() is None, run.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
 
 
 def test_two_saves_in_one_root_at_once_both_succeed(project: Project) -> None:
@@ -68,10 +81,20 @@ def test_sigterm_during_a_save_restores_and_cleans_up(project: Project) -> None:
     project.tutor("plugins", "enable", "slow")  # config.yml only: env/ is not rendered
     before = project.fingerprint()
     project.write("environments/dev/config.yml", "LMS_HOST: changed.example.com\n")
-    run = start(project, "config", "save", TUTOR_EKS_ENVIRONMENT="dev")
-    time.sleep(2.5)  # config.yml is written; env/ is being rendered
-    run.send_signal(signal.SIGTERM)
-    _out, err = run.communicate(timeout=60)
+    started = project.path / "render-started"
+    run = start(
+        project,
+        "config",
+        "save",
+        TUTOR_EKS_ENVIRONMENT="dev",
+        SLOW_PLUGIN_STARTED=str(started),
+    )
+    try:
+        wait_for(started, run)  # config.yml is written; env/ is being rendered
+        run.send_signal(signal.SIGTERM)
+        _out, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
     assert run.returncode != 0
     assert "back to what they were" in err
     assert project.fingerprint() == before, "config.yml and env/ are as before"
