@@ -4,10 +4,12 @@ cannot start, or runs too long."""
 
 from __future__ import annotations
 
+import types
 import typing as t
 
 import pytest
 
+from tutoreks.config import context
 from tutoreks.config.masking import Scrubber
 from tutoreks.deploy import jobs
 from tutoreks.exceptions import EksError
@@ -121,3 +123,76 @@ def test_a_bad_timeout_names_the_key_and_never_the_value(value: t.Any) -> None:
     assert message.startswith("EKS_JOB_TIMEOUT ")
     fail_if_secret_in(str(value), message, "the error")
     fail_if_secret_in(repr(value), message, "the error")
+
+
+# --- while a Job runs: looks between Tutor's polls ---------------------------------
+
+
+class Clock:
+    """``time`` as ``jobs`` sees it: sleeping moves it on, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class JobAnswers:
+    """The API server as :func:`jobs.check` reads it: the Job as each GET finds it
+    (the last answer repeats), no pod listed yet."""
+
+    def __init__(self, answers: list[dict[str, t.Any]]) -> None:
+        self.answers = answers
+        self.gets = 0
+
+    def get(self, _resource: t.Any, _name: str, _namespace: str) -> t.Any:
+        self.gets += 1
+        return self.answers[min(self.gets, len(self.answers)) - 1]
+
+    def list(self, *_args: t.Any) -> list[dict[str, t.Any]]:
+        return []
+
+
+def one_poll_of_tutor(
+    monkeypatch: pytest.MonkeyPatch, answers: list[dict[str, t.Any]]
+) -> tuple[Clock, JobAnswers]:
+    """One of Tutor's polls of the Job (``jobs.check``), against ``answers``."""
+    clock, cluster = Clock(), JobAnswers(answers)
+    ctx = types.SimpleNamespace(kube=lambda: cluster, job_started={}, warned=set())
+    monkeypatch.setattr(jobs, "time", clock)
+    monkeypatch.setattr(context, "current", lambda: ctx)
+    monkeypatch.setattr(jobs, "_scrubber", lambda: NONE)
+    config = {"K8S_NAMESPACE": "openedx-fixtures", "EKS_JOB_TIMEOUT": 0}
+    jobs.check(config, "mysql-job-20261206160000")
+    return clock, cluster
+
+
+def running_job() -> dict[str, t.Any]:
+    job = one("job-mysql-complete")
+    job["status"] = {"active": 1, "startTime": job["status"]["startTime"]}
+    return job
+
+
+def test_a_job_done_between_tutors_polls_is_seen_done_at_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tutor sleeps 5 s after a poll that finds the Job running: the poll looks
+    again every 0.5 s, so Tutor's next look finds a Job done in 1.5 s done."""
+    done = one("job-mysql-complete")
+    clock, cluster = one_poll_of_tutor(monkeypatch, [running_job()] * 3 + [done])
+    assert cluster.gets == 4
+    assert clock.sleeps == [jobs.LOOK_EVERY] * 3
+
+
+def test_a_job_still_running_is_left_to_tutors_next_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, cluster = one_poll_of_tutor(monkeypatch, [running_job()])
+    assert sum(clock.sleeps) == jobs.LOOK_FOR < 5
+    assert cluster.gets == len(clock.sleeps) + 1

@@ -5,7 +5,8 @@ are reported, naming the Job, its pod and the reason, instead of Tutor's
 Tutor's task runner applies the Job (``backoffLimit: 1``: one retry) and polls it
 every 5 s until it succeeded, or failed with no pod active. Each poll first calls
 :func:`check` (through ``tutor_compat.wrap_job_wait``), which looks at the Job and
-its pods:
+its pods, every 0.5 s for up to 4 s while it runs (so that Tutor's poll finds a
+short Job done rather than sleeping 5 s more):
 
 - a pod of the Job failed, or the Job did (condition ``Failed``:
   ``BackoffLimitExceeded``, ``DeadlineExceeded``): the command fails at once,
@@ -40,6 +41,10 @@ if t.TYPE_CHECKING:
 
 #: Tutor polls again at once when the Job it applied is not listed (yet).
 MISSING_GRACE = 30.0
+#: While a Job runs, each of Tutor's polls looks at it this often, for this long
+#: (less than the 5 s Tutor then sleeps), so that the next poll finds it done.
+LOOK_EVERY = 0.5
+LOOK_FOR = 4.0
 
 
 #: A week: longer is a mistake (and past what a clock or a CI job can wait).
@@ -63,24 +68,35 @@ def seconds(config: dict[str, t.Any], key: str) -> int:
 
 def check(config: dict[str, t.Any], job_name: str) -> None:
     """One poll of Tutor's task runner on ``job_name``: raise when it failed, cannot
-    start, or ran out of time."""
+    start, or ran out of time. While it runs, look again every :data:`LOOK_EVERY`
+    seconds for up to :data:`LOOK_FOR`: Tutor sleeps 5 s after each poll that finds
+    it running, so a Job done in 2 s would cost 5."""
     namespace = str(config["K8S_NAMESPACE"])
     timeout = seconds(config, "EKS_JOB_TIMEOUT")
     ctx = context.current()
+    end = time.monotonic() + LOOK_FOR
+    while _running(ctx, namespace, job_name, timeout) and time.monotonic() < end:
+        time.sleep(LOOK_EVERY)
+
+
+def _running(ctx: context.Context, namespace: str, job_name: str, timeout: int) -> bool:
+    """One look at the Job and its pods: raise when it failed, cannot start or ran
+    out of time; whether it is still running."""
     kube = ctx.kube()
     elapsed = time.monotonic() - ctx.job_started.setdefault(job_name, time.monotonic())
     job = kube.get(JOBS, job_name, namespace)
     if job is None:
         _missing(namespace, job_name, elapsed)
-        return
+        return False
     if pods.condition(job, "Complete") == "True":
-        return
+        return False
     found = _job_pods(kube, namespace, job_name, ctx.warned)
     decided = verdict(job, found, _scrubber(), elapsed, timeout)
     if decided.delete:
         _delete(kube, namespace, job_name)
     if decided.message:
         raise EksError(decided.message)
+    return decided.state == "Running"
 
 
 def _missing(namespace: str, job_name: str, elapsed: float) -> None:
