@@ -925,3 +925,14 @@ def test_discovery_of_a_group_not_served_is_empty_and_asked_once(
             assert client().api_resources("gateway.networking.k8s.io/v1") == ()
         asked = [s.path for s in server.seen]
     assert asked == ["/apis/gateway.networking.k8s.io/v1"], asked
+
+
+def test_no_names_is_no_request_and_no_wait(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeApiServer(pki) as server:
+        use_kubeconfig(monkeypatch, token_kubeconfig(tmp_path, server.url, pki))
+        start = time.monotonic()
+        assert client().get_each(SECRETS, [], NAMESPACE, connections=4) == []
+        assert time.monotonic() - start < 1.0
+    assert server.seen == []

@@ -179,9 +179,9 @@ def unknown_environment_message(root: Path, name: str) -> str:
 
 
 class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """A safe loader (libyaml's parser when PyYAML has it) that refuses duplicate mapping keys (YAML would keep the
-    last), keys that are not scalars, and documents whose aliases expand to more
-    than :data:`MAX_YAML_NODES` nodes."""
+    """A safe loader (libyaml's parser when PyYAML has it) that refuses duplicate
+    mapping keys (YAML would keep the last), keys that are not scalars, and
+    documents whose aliases expand to more than :data:`MAX_YAML_NODES` nodes."""
 
     def construct_document(self, node: yaml.Node) -> t.Any:
         if _expanded_size(node, {}) > MAX_YAML_NODES:

@@ -94,11 +94,10 @@ class Kube:
     ) -> Answers:
         """Each named object (None where it does not exist), ``connections``
         requests in flight at once, all of them ended by one deadline."""
-        end = deadline or time.monotonic() + REQUEST_DEADLINE
         calls = [
             _Call("GET", resource, namespace, name, missing=True) for name in names
         ]
-        return self._run(calls, end, connections)
+        return self._run(calls, deadline, connections)
 
     def list(
         self,
@@ -187,16 +186,19 @@ class Kube:
     ) -> dict[str, t.Any]:
         """One request, retried by the client, ended at :data:`REQUEST_DEADLINE`
         (or ``deadline``). ``verb`` is the RBAC verb (LIST is a GET)."""
-        end = deadline or time.monotonic() + REQUEST_DEADLINE
         call = _Call(verb, resource, namespace, name, body=body, query=query or {})
-        return t.cast(dict[str, t.Any], self._run([call], end, 1)[0])
+        return t.cast(dict[str, t.Any], self._run([call], deadline, 1)[0])
 
-    def _run(self, calls: t.Sequence[_Call], deadline: float, workers: int) -> Answers:
-        """The calls' answers, made by ``workers`` threads (one connection each)."""
+    def _run(
+        self, calls: t.Sequence[_Call], deadline: float | None, workers: int
+    ) -> Answers:
+        """The calls' answers, made by ``workers`` threads (one connection each),
+        ended at ``deadline`` or :data:`REQUEST_DEADLINE` from now."""
+        end = deadline or time.monotonic() + REQUEST_DEADLINE
         try:
             return _within(
-                deadline,
-                [functools.partial(self._answer, call, deadline) for call in calls],
+                end,
+                [functools.partial(self._answer, call, end) for call in calls],
                 workers,
             )
         except _Late as late:
@@ -332,6 +334,8 @@ def _within(
     sending one byte every few seconds would hold a call for ever. The first
     failure in the calls' order is raised; at the deadline, threads still waiting
     are left to end on their own (they take no further call)."""
+    if not calls:
+        return []
     outcomes: dict[int, tuple[bool, t.Any]] = {}
     queue = iter(enumerate(calls))
     lock = threading.Lock()

@@ -5,9 +5,9 @@ plugin also needs a few things Tutor does not offer as API: the write of
 ``config.yml``, the running command's root and options, the label selector of
 ``tutor k8s start`` and the names it was given, the names of the ConfigMaps Tutor
 generates, its unique (generated) settings, the loaded plugins, the context of
-the public hosts, its ``rsa_import_key`` filter, the task runner of ``tutor k8s do`` (its scripts and its wait
-for a Job) and the ``k8s`` command group. Each is reached through a function
-here, and each has a test in
+the public hosts, its ``rsa_import_key`` filter, the task runner of ``tutor k8s
+do`` (its scripts and its wait for a Job) and the ``k8s`` command group. Each is
+reached through a function here, and each has a test in
 ``tests/test_tutor_compat.py`` that fails when a Tutor release changes it.
 """
 
